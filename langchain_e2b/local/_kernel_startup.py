@@ -1,0 +1,137 @@
+"""Code loaded into every IPython kernel at start: E2B display formatters and env helpers.
+
+The kernel loads this file by path (not as part of the ``langchain_e2b`` package, whose import
+would pull the whole SDK into every kernel), under the module name ``_langchain_e2b_kernel``.
+Nothing here imports pandas or matplotlib: the formatters only look at ``sys.modules``, so a
+kernel that never touches them never pays for them, and idle kernels stay small.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any
+
+from IPython.core.formatters import BaseFormatter
+from traitlets import ObjectName, Unicode
+
+# A DataFrame's ``e2b/data`` copy holds every cell; past this many cells the copy would cost more
+# than it is worth (the HTML and text reprs are already truncated by pandas).
+MAX_DATA_CELLS = 1_000_000
+# Lists and dicts get an ``application/json`` representation, as in E2B's kernels, when small.
+MAX_JSON_CHARS = 1_000_000
+
+_saved_env: list[dict[str, str | None]] = []
+
+
+def _plain(value: Any) -> Any:
+    """Return ``value`` as something JSON can carry (NaN and NaT become None)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        try:
+            text = isoformat()
+        except ValueError:  # NaT
+            return None
+        return text if isinstance(text, str) and text != "NaT" else None
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        try:
+            return _plain(item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def dataframe_data(frame: Any) -> dict[str, list[Any]] | None:
+    """Return a DataFrame's columns as ``{column: [values...]}``, or None when too large."""
+    rows, cols = frame.shape
+    if rows * cols > MAX_DATA_CELLS:
+        return None
+    columns = frame.to_dict(orient="list")
+    return {str(name): [_plain(v) for v in values] for name, values in columns.items()}
+
+
+def figure_chart(figure: Any) -> dict[str, Any] | None:
+    """Return the ``e2b/chart`` description of a matplotlib figure, or None."""
+    try:
+        from e2b_charts import chart_figure_to_dict
+    except ImportError:
+        return None
+    try:
+        chart = chart_figure_to_dict(figure)
+    except Exception:
+        # The chart is a bonus next to the PNG: a figure it cannot describe still displays.
+        return None
+    return chart or None
+
+
+class DataFormatter(BaseFormatter):
+    """``e2b/data``: the columns of a pandas DataFrame."""
+
+    format_type = Unicode("e2b/data")
+    print_method = ObjectName("_repr_e2b_data_")
+    _return_type = (dict, str)
+
+    def __call__(self, obj: Any) -> Any:
+        pandas = sys.modules.get("pandas")
+        frame_type = getattr(pandas, "DataFrame", None) if pandas is not None else None
+        if frame_type is not None and isinstance(obj, frame_type):
+            return dataframe_data(obj)
+        return super().__call__(obj)
+
+
+class ChartFormatter(BaseFormatter):
+    """``e2b/chart``: the data behind a matplotlib figure (via ``e2b_charts``)."""
+
+    format_type = Unicode("e2b/chart")
+    print_method = ObjectName("_repr_e2b_chart_")
+    _return_type = (dict, str)
+
+    def __call__(self, obj: Any) -> Any:
+        figure_module = sys.modules.get("matplotlib.figure")
+        figure_type = getattr(figure_module, "Figure", None) if figure_module else None
+        if figure_type is not None and isinstance(obj, figure_type):
+            return figure_chart(obj)
+        return super().__call__(obj)
+
+
+def _json_value(obj: Any) -> Any:
+    try:
+        text = json.dumps(obj, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return obj if len(text) <= MAX_JSON_CHARS else None
+
+
+def install(shell: Any) -> None:
+    """Register the E2B formatters on an IPython shell."""
+    formatters = shell.display_formatter.formatters
+    formatters["e2b/data"] = DataFormatter(parent=shell.display_formatter)
+    formatters["e2b/chart"] = ChartFormatter(parent=shell.display_formatter)
+    json_formatter = formatters.get("application/json")
+    if json_formatter is not None:
+        json_formatter.for_type(dict, _json_value)
+        json_formatter.for_type(list, _json_value)
+
+
+def push_env(env: dict[str, str]) -> None:
+    """Set environment variables for one execution, remembering the values they replace."""
+    _saved_env.append({key: os.environ.get(key) for key in env})
+    os.environ.update(env)
+
+
+def pop_env() -> None:
+    """Undo the latest :func:`push_env`."""
+    if not _saved_env:
+        return
+    for key, value in _saved_env.pop().items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -1,0 +1,731 @@
+"""The in-sandbox code interpreter: E2B's ``/execute`` and ``/contexts`` API over IPython kernels.
+
+Each code context is one ``ipykernel`` process driven with ``jupyter_client`` over ``ipc://``
+sockets in a private run directory. ``/execute`` streams newline-delimited JSON as the kernel
+produces it (see shared/e2b-protocol.md §5). Executions on one context run one at a time; a client
+that goes away interrupts its execution; a kernel that dies is restarted and the client is told
+that its state was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+
+from langchain_e2b.local._http import (
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    read_json,
+    send_chunk,
+    send_json,
+    send_response,
+    start_stream,
+)
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_LANGUAGES = ("python",)
+KEEPALIVE_INTERVAL = 5.0
+# How often the relay loop looks up from the kernel's output to check the client and the kernel.
+POLL_INTERVAL = 0.5
+# After a client disconnect, the kernel is interrupted again this often while the code runs on...
+INTERRUPT_RETRY = 5.0
+# ...and restarted (its state lost) if it still has not stopped after this long.
+INTERRUPT_GIVE_UP = 30.0
+KERNEL_READY_TIMEOUT = 120.0
+# Stream text longer than this goes out as several lines, so no single line gets huge.
+MAX_TEXT_CHUNK = 1 << 20
+
+_KERNEL_NAME = "langchain-e2b-python"
+_STARTUP_MODULE = "_langchain_e2b_kernel"
+_STARTUP_FILE = Path(__file__).with_name("_kernel_startup.py")
+
+_MIME_FIELDS = {
+    "text/plain": "text",
+    "text/html": "html",
+    "text/markdown": "markdown",
+    "image/svg+xml": "svg",
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "application/pdf": "pdf",
+    "text/latex": "latex",
+    "application/json": "json",
+    "application/javascript": "javascript",
+    "e2b/data": "data",
+    "e2b/chart": "chart",
+}
+
+_STATE_LOST = "all variables, imports and other state from earlier executions were lost"
+
+
+def _startup_line() -> str:
+    # Loads _kernel_startup.py by path under a private module name, leaving no names behind.
+    return (
+        "import importlib.util as _u, sys as _s; "
+        f"_p = _u.spec_from_file_location({_STARTUP_MODULE!r}, {str(_STARTUP_FILE)!r}); "
+        "_m = _u.module_from_spec(_p); _s.modules[_p.name] = _m; _p.loader.exec_module(_m); "
+        "_m.install(get_ipython()); del _u, _s, _p, _m"
+    )
+
+
+def _kernel_argv() -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        "{connection_file}",
+        # No sqlite history file in the user's home: less I/O and memory per kernel.
+        "--HistoryManager.enabled=False",
+        # Tracebacks are read by people and models, not terminals.
+        "--InteractiveShell.colors=nocolor",
+        f"--IPKernelApp.exec_lines={_startup_line()}",
+    ]
+
+
+def _lenient_unpack(data: bytes) -> Any:
+    """Decode a kernel message, replacing bytes that are not UTF-8 instead of failing."""
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        return json.loads(bytes(data).decode("utf-8", "replace"))
+
+
+def _normalize_language(language: str | None) -> str:
+    if not language:
+        return "python"
+    language = language.strip().lower()
+    return {"js": "javascript", "ts": "typescript", "py": "python", "python3": "python"}.get(
+        language, language
+    )
+
+
+def _unsupported_language(language: str) -> str:
+    return (
+        f"Language {language!r} is not supported by this sandbox: it runs Python code only "
+        f"(supported languages: {', '.join(SUPPORTED_LANGUAGES)})."
+    )
+
+
+def _timestamp(header: Mapping[str, Any]) -> str:
+    date = header.get("date")
+    if isinstance(date, datetime):
+        return date.isoformat()
+    if isinstance(date, str) and date:
+        return date
+    return datetime.now().astimezone().isoformat()
+
+
+def _result_line(data: Mapping[str, Any], *, is_main_result: bool) -> dict[str, Any]:
+    line: dict[str, Any] = {"type": "result"}
+    extra: dict[str, Any] = {}
+    for mime, value in data.items():
+        field = _MIME_FIELDS.get(mime)
+        if field is None:
+            extra[mime] = value
+        else:
+            line[field] = value
+    text = line.get("text")
+    # A string result is shown without its quotes, as E2B's server does.
+    if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        line["text"] = text[1:-1]
+    if extra:
+        line["extra"] = extra
+    line["is_main_result"] = is_main_result
+    return line
+
+
+def _error_line(name: str, value: str, traceback: str = "") -> dict[str, Any]:
+    return {"type": "error", "name": name, "value": value, "traceback": traceback}
+
+
+def _validate_env(env: Any) -> dict[str, str]:
+    if env is None:
+        return {}
+    if not isinstance(env, dict):
+        raise ValueError("env_vars must be an object of strings")
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise ValueError(f"invalid environment variable name: {key!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"environment variable {key} must be a string without NUL bytes")
+    return dict(env)
+
+
+class _Kernel:
+    """One code context: an IPython kernel process and the client that drives it."""
+
+    def __init__(self, *, context_id: str, language: str, cwd: str, run_dir: str) -> None:
+        self.id = context_id
+        self.language = language
+        self.cwd = cwd
+        self._run_dir = run_dir
+        # Serialises executions (and their env-var set-up and clean-up) on this context.
+        self.lock = asyncio.Lock()
+        # Serialises start, stop and restart.
+        self._life = asyncio.Lock()
+        # Bumped by every restart and stop, so a running relay can tell its kernel went away.
+        self.generation = 0
+        self.closed = False
+        # A sentence to show at the start of the next execution (state lost while nobody watched).
+        self.notice: str | None = None
+        self._km: AsyncKernelManager | None = None
+        self._kc: Any = None
+        self._launches = 0
+
+    def as_json(self) -> dict[str, str]:
+        return {"id": self.id, "language": self.language, "cwd": self.cwd}
+
+    @property
+    def client(self) -> Any:
+        if self._kc is None:
+            raise RuntimeError("the kernel is not running")
+        return self._kc
+
+    async def start(self, env: Mapping[str, str]) -> None:
+        async with self._life:
+            await self._launch(env)
+
+    async def _launch(self, env: Mapping[str, str]) -> None:
+        self._launches += 1
+        stem = os.path.join(self._run_dir, f"{self.id[:8]}-{self._launches}")
+        spec_dir = os.path.join(self._run_dir, "kernels")
+        km = AsyncKernelManager(
+            kernel_name=_KERNEL_NAME,
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[spec_dir]),
+            transport="ipc",
+            ip=stem,
+            connection_file=f"{stem}.json",
+        )
+        km.shutdown_wait_time = 2.0
+        self._km = km
+        await km.start_kernel(env=dict(env), cwd=self.cwd, stdout=subprocess.DEVNULL)
+        kc = km.client()
+        kc.session.unpack = _lenient_unpack
+        kc.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+        self._kc = kc
+        try:
+            await kc.wait_for_ready(timeout=KERNEL_READY_TIMEOUT)
+        except BaseException:
+            await self._kill()
+            raise
+
+    async def _kill(self) -> None:
+        km, kc = self._km, self._kc
+        self._km = self._kc = None
+        if kc is not None:
+            kc.stop_channels()
+        if km is None:
+            return
+        provisioner = km.provisioner
+        pgid = getattr(provisioner, "pgid", None)
+        if pgid:
+            # The kernel leads its own process group: take its children down with it.
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await km.shutdown_kernel(now=True)
+
+    async def restart(self, env: Mapping[str, str]) -> None:
+        async with self._life:
+            self.generation += 1
+            await self._kill()
+            if not self.closed:
+                await self._launch(env)
+
+    async def stop(self) -> None:
+        async with self._life:
+            self.closed = True
+            self.generation += 1
+            await self._kill()
+
+    async def is_alive(self) -> bool:
+        km = self._km
+        return km is not None and bool(await km.is_alive())
+
+    def exit_status(self) -> int | None:
+        km = self._km
+        process = getattr(km.provisioner, "process", None) if km is not None else None
+        return None if process is None else process.returncode
+
+    async def interrupt(self) -> None:
+        km = self._km
+        if km is not None:
+            with contextlib.suppress(Exception):
+                await km.interrupt_kernel()
+
+    def send(self, code: str, *, silent: bool) -> str:
+        """Queue code on the kernel's shell channel and return the request's message id."""
+        msg_id: str = self.client.execute(
+            code,
+            silent=silent,
+            store_history=not silent,
+            allow_stdin=False,
+            stop_on_error=False,
+        )
+        return msg_id
+
+    async def drain_replies(self) -> None:
+        """Discard shell replies nobody waits for (progress is followed on IOPub)."""
+        kc = self._kc
+        if kc is None:
+            return
+        with contextlib.suppress(Exception):
+            while True:
+                await kc.get_shell_msg(timeout=0)
+
+
+class _Stream:
+    """The NDJSON body of one ``/execute`` response."""
+
+    def __init__(self, send: Send, disconnected: asyncio.Event) -> None:
+        self._send = send
+        self._disconnected = disconnected
+        self._last = time.monotonic()
+
+    async def emit(self, obj: Mapping[str, Any]) -> None:
+        if self._disconnected.is_set():
+            return
+        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        try:
+            await send_chunk(self._send, data.encode("utf-8", "replace") + b"\n")
+        except Exception:
+            # A send to a client that has gone is a disconnect, whatever the server raises.
+            self._disconnected.set()
+        self._last = time.monotonic()
+
+    async def keepalive(self) -> None:
+        if time.monotonic() - self._last >= KEEPALIVE_INTERVAL:
+            await self.emit({"type": "keepalive"})
+
+    async def finish(self) -> None:
+        await self.emit({"type": "end_of_execution"})
+        if not self._disconnected.is_set():
+            with contextlib.suppress(Exception):
+                await send_chunk(self._send, b"", more=False)
+
+
+async def _watch_disconnect(receive: Receive, disconnected: asyncio.Event) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            disconnected.set()
+            return
+
+
+class Interpreter:
+    """E2B's code-interpreter server (``/execute``, ``/contexts``) as an ASGI app.
+
+    Args:
+        home: The sandbox user's home: the default working directory of contexts.
+        env: The complete base environment of kernels (the agent's own is never inherited).
+        run_dir: A private directory for kernel connection files and ipc sockets. Unix socket
+            paths are limited to about 100 bytes, so keep it short.
+    """
+
+    def __init__(self, *, home: str, env: dict[str, str], run_dir: str) -> None:
+        self._home = home
+        self._env = dict(env)
+        self._run_dir = run_dir
+        self._contexts: dict[str, _Kernel] = {}
+        self._default_id: str | None = None
+        self._default_lock = asyncio.Lock()
+        self._spec_written = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the default Python context; return once it can execute code."""
+        await self._default()
+
+    async def update_env(self, env: dict[str, str]) -> None:
+        """Merge global environment variables into running kernels and future ones."""
+        env = _validate_env(env)
+        self._env.update(env)
+        if not env:
+            return
+        code = f"__import__('os').environ.update({env!r})"
+        for kernel in list(self._contexts.values()):
+            # Queued on the kernel's shell channel: it runs after any execution in progress and
+            # before any later one, which is the order the caller expects.
+            with contextlib.suppress(Exception):
+                if not kernel.closed and await kernel.is_alive():
+                    kernel.send(code, silent=True)
+
+    async def close(self) -> None:
+        """Shut every kernel down."""
+        kernels = list(self._contexts.values())
+        self._contexts.clear()
+        self._default_id = None
+        await asyncio.gather(*(k.stop() for k in kernels), return_exceptions=True)
+
+    # -- contexts -------------------------------------------------------------------------------
+
+    def _write_kernel_spec(self) -> None:
+        if self._spec_written:
+            return
+        spec_dir = Path(self._run_dir, "kernels", _KERNEL_NAME)
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "argv": _kernel_argv(),
+            "display_name": "Python 3",
+            "language": "python",
+            "interrupt_mode": "signal",
+            "metadata": {"debugger": False},
+        }
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
+        self._spec_written = True
+
+    async def _create(self, language: str, cwd: str) -> _Kernel:
+        self._write_kernel_spec()
+        kernel = _Kernel(
+            context_id=str(uuid.uuid4()), language=language, cwd=cwd, run_dir=self._run_dir
+        )
+        self._contexts[kernel.id] = kernel
+        try:
+            await kernel.start(self._env)
+        except BaseException:
+            self._contexts.pop(kernel.id, None)
+            await kernel.stop()
+            raise
+        return kernel
+
+    async def _default(self) -> _Kernel:
+        async with self._default_lock:
+            kernel = self._contexts.get(self._default_id or "")
+            if kernel is None:
+                kernel = await self._create("python", self._home)
+                self._default_id = kernel.id
+            return kernel
+
+    def _resolve_cwd(self, cwd: Any) -> str:
+        if cwd is None or cwd == "":
+            return self._home
+        if not isinstance(cwd, str):
+            raise ValueError("cwd must be a string")
+        path = os.path.normpath(os.path.join(self._home, os.path.expanduser(cwd)))
+        if not os.path.isdir(path):
+            raise ValueError(f"cwd {cwd!r} is not an existing directory")
+        return path
+
+    # -- ASGI -----------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request."""
+        if scope["type"] != "http":
+            return
+        method = scope["method"]
+        parts = [p for p in scope["path"].split("/") if p]
+        try:
+            if parts == ["execute"] and method == "POST":
+                await self._execute(receive, send)
+            elif parts == ["contexts"] and method == "GET":
+                await send_json(send, 200, [k.as_json() for k in self._contexts.values()])
+            elif parts == ["contexts"] and method == "POST":
+                await self._create_context(receive, send)
+            elif len(parts) == 2 and parts[0] == "contexts" and method == "DELETE":
+                await self._delete_context(parts[1], send)
+            elif len(parts) == 3 and parts[0] == "contexts" and parts[2] == "restart":
+                if method != "POST":
+                    await _text(send, 405, "Method not allowed")
+                else:
+                    await self._restart_context(parts[1], send)
+            elif parts == ["health"]:
+                await send_json(send, 200, "OK")
+            else:
+                await _text(send, 404, "Not found")
+        except ClientDisconnected:
+            return
+
+    async def _create_context(self, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_json(receive)
+            if not isinstance(body, dict):
+                raise ValueError("the request body must be a JSON object")
+            language = _normalize_language(body.get("language"))
+            if language not in SUPPORTED_LANGUAGES:
+                raise ValueError(_unsupported_language(language))
+            cwd = self._resolve_cwd(body.get("cwd"))
+        except ValueError as exc:  # JSONDecodeError included
+            await _text(send, 400, str(exc))
+            return
+        try:
+            kernel = await self._create(language, cwd)
+        except Exception as exc:
+            logger.exception("starting a kernel failed")
+            await _text(send, 500, f"Failed to start a {language} kernel: {exc}")
+            return
+        await send_json(send, 200, kernel.as_json())
+
+    async def _delete_context(self, context_id: str, send: Send) -> None:
+        kernel = self._contexts.pop(context_id, None)
+        if kernel is None:
+            await _text(send, 404, f"Context {context_id} not found")
+            return
+        if context_id == self._default_id:
+            self._default_id = None
+        await kernel.stop()
+        await send_response(send, 204)
+
+    async def _restart_context(self, context_id: str, send: Send) -> None:
+        kernel = self._contexts.get(context_id)
+        if kernel is None:
+            await _text(send, 404, f"Context {context_id} not found")
+            return
+        try:
+            await kernel.restart(self._env)
+        except Exception as exc:
+            logger.exception("restarting a kernel failed")
+            await _text(send, 500, f"Failed to restart context {context_id}: {exc}")
+            return
+        await send_response(send, 204)
+
+    async def _execute(self, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_json(receive)
+            if not isinstance(body, dict):
+                raise ValueError("the request body must be a JSON object")
+            code = body.get("code")
+            if not isinstance(code, str):
+                raise ValueError("code must be a string")
+            context_id = body.get("context_id")
+            language = body.get("language")
+            if context_id and language:
+                raise ValueError("Only one of context_id or language can be provided")
+            env_vars = _validate_env(body.get("env_vars"))
+        except ValueError as exc:
+            await _text(send, 400, str(exc))
+            return
+        if context_id:
+            found = self._contexts.get(str(context_id))
+            if found is None:
+                await _text(send, 404, f"Context {context_id} not found")
+                return
+            kernel = found
+        else:
+            normalized = _normalize_language(language)
+            if normalized not in SUPPORTED_LANGUAGES:
+                await _text(send, 400, _unsupported_language(normalized))
+                return
+            try:
+                kernel = await self._default()
+            except Exception as exc:
+                logger.exception("starting the default kernel failed")
+                await _text(send, 500, f"Failed to start the Python kernel: {exc}")
+                return
+
+        await start_stream(send, 200, "application/x-ndjson")
+        disconnected = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, disconnected))
+        stream = _Stream(send, disconnected)
+        try:
+            await self._run(kernel, code, env_vars, stream, disconnected)
+        finally:
+            watcher.cancel()
+        await stream.finish()
+
+    # -- execution ------------------------------------------------------------------------------
+
+    async def _acquire(
+        self, lock: asyncio.Lock, stream: _Stream, disconnected: asyncio.Event
+    ) -> bool:
+        """Wait for ``lock``, keeping the response alive; False if the client left first."""
+        if not lock.locked():
+            await lock.acquire()
+            return True
+        acquire = asyncio.ensure_future(lock.acquire())
+        gone = asyncio.ensure_future(disconnected.wait())
+        acquired = False
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {acquire, gone}, timeout=KEEPALIVE_INTERVAL, return_when="FIRST_COMPLETED"
+                )
+                if acquire in done:
+                    acquired = True
+                    return True
+                if gone in done:
+                    return False
+                await stream.keepalive()
+        finally:
+            gone.cancel()
+            if not acquired:
+                if acquire.done() and not acquire.cancelled():
+                    lock.release()
+                else:
+                    acquire.cancel()
+
+    async def _run(
+        self,
+        kernel: _Kernel,
+        code: str,
+        env_vars: dict[str, str],
+        stream: _Stream,
+        disconnected: asyncio.Event,
+    ) -> None:
+        if not await self._acquire(kernel.lock, stream, disconnected):
+            return
+        try:
+            if kernel.closed:
+                await stream.emit(
+                    _error_line("ContextNotFound", f"Context {kernel.id} was removed.")
+                )
+                return
+            if not await kernel.is_alive():
+                kernel.notice = await self._recover(
+                    kernel, kernel.generation, "The Python kernel had stopped"
+                )
+            if kernel.notice:
+                notice, kernel.notice = kernel.notice, None
+                await stream.emit(
+                    {"type": "stderr", "text": notice + "\n", "timestamp": _timestamp({})}
+                )
+            generation = kernel.generation
+            await kernel.drain_replies()
+            if env_vars:
+                kernel.send(f"__import__({_STARTUP_MODULE!r}).push_env({env_vars!r})", silent=True)
+            msg_id = kernel.send(code, silent=False)
+            try:
+                await self._relay(kernel, generation, msg_id, stream, disconnected)
+            finally:
+                if env_vars and kernel.generation == generation and not kernel.closed:
+                    with contextlib.suppress(Exception):
+                        kernel.send(f"__import__({_STARTUP_MODULE!r}).pop_env()", silent=True)
+        finally:
+            kernel.lock.release()
+
+    async def _recover(self, kernel: _Kernel, generation: int, what: str) -> str:
+        """Restart a kernel that died (unless someone already did); return a sentence to tell."""
+        status = kernel.exit_status()
+        detail = ""
+        if status is not None and status < 0:
+            with contextlib.suppress(ValueError):
+                detail = f" (killed by {signal.Signals(-status).name}"
+                if -status == signal.SIGKILL:
+                    detail += ", often a sign it ran out of memory"
+                detail += ")"
+        elif status is not None:
+            detail = f" (exit status {status})"
+        message = f"{what}{detail} and was restarted: {_STATE_LOST}."
+        if kernel.generation == generation and not kernel.closed:
+            await kernel.restart(self._env)
+        return message
+
+    async def _relay(
+        self,
+        kernel: _Kernel,
+        generation: int,
+        msg_id: str,
+        stream: _Stream,
+        disconnected: asyncio.Event,
+    ) -> None:
+        """Forward the kernel's output for ``msg_id`` until the kernel is idle again."""
+        interrupted_at: float | None = None
+        last_interrupt = 0.0
+        client = kernel.client
+        while True:
+            if kernel.closed:
+                await stream.emit(
+                    _error_line("ContextNotFound", "The context was removed during execution.")
+                )
+                return
+            if kernel.generation != generation:
+                await stream.emit(
+                    _error_line(
+                        "ContextRestarting",
+                        f"The context was restarted during execution: {_STATE_LOST}.",
+                    )
+                )
+                return
+            now = time.monotonic()
+            if disconnected.is_set():
+                if interrupted_at is None:
+                    interrupted_at = last_interrupt = now
+                    await kernel.interrupt()
+                elif now - interrupted_at >= INTERRUPT_GIVE_UP:
+                    kernel.notice = (
+                        "The previous execution did not stop when interrupted, so the kernel was"
+                        f" restarted: {_STATE_LOST}."
+                    )
+                    await kernel.restart(self._env)
+                    return
+                elif now - last_interrupt >= INTERRUPT_RETRY:
+                    last_interrupt = now
+                    await kernel.interrupt()
+            try:
+                msg = await client.get_iopub_msg(timeout=POLL_INTERVAL)
+            except queue.Empty:
+                msg = None
+            except Exception:
+                # The channel closed under us (a restart or stop); the checks above will say.
+                msg = None
+                await asyncio.sleep(0.05)
+            if msg is None:
+                if kernel.generation == generation and not await kernel.is_alive():
+                    message = await self._recover(
+                        kernel, generation, "The Python kernel died during execution"
+                    )
+                    if disconnected.is_set():
+                        kernel.notice = message
+                    await stream.emit(_error_line("KernelDied", message))
+                    return
+                await stream.keepalive()
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if await self._forward(msg, stream):
+                return
+
+    async def _forward(self, msg: Mapping[str, Any], stream: _Stream) -> bool:
+        """Send one kernel message on; True when it ends the execution."""
+        kind = msg.get("msg_type")
+        content = msg.get("content", {})
+        if kind == "status":
+            return bool(content.get("execution_state") == "idle")
+        if kind == "execute_input":
+            await stream.emit(
+                {"type": "number_of_executions", "execution_count": content.get("execution_count")}
+            )
+        elif kind == "stream":
+            name = "stderr" if content.get("name") == "stderr" else "stdout"
+            text = str(content.get("text", ""))
+            stamp = _timestamp(msg.get("header", {}))
+            for start in range(0, max(len(text), 1), MAX_TEXT_CHUNK):
+                chunk = text[start : start + MAX_TEXT_CHUNK]
+                if chunk:
+                    await stream.emit({"type": name, "text": chunk, "timestamp": stamp})
+        elif kind in ("execute_result", "display_data"):
+            data = content.get("data") or {}
+            if data:
+                await stream.emit(_result_line(data, is_main_result=kind == "execute_result"))
+        elif kind == "error":
+            await stream.emit(
+                _error_line(
+                    str(content.get("ename", "Error")),
+                    str(content.get("evalue", "")),
+                    "\n".join(str(line) for line in content.get("traceback", [])),
+                )
+            )
+        return False
+
+
+async def _text(send: Send, status: int, message: str) -> None:
+    await send_response(send, status, message.encode(), content_type="text/plain; charset=utf-8")

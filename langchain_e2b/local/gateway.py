@@ -154,6 +154,11 @@ class Gateway:
         self._staged: list[tuple[str, str]] = []
         self._closing = False
 
+    @property
+    def pooled(self) -> int:
+        """Number of warm sandboxes ready to hand out."""
+        return len(self._pool)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -493,6 +498,10 @@ class Gateway:
         states = {s for s in params.get("state", "running").split(",") if s}
         if "running" not in states:
             sandboxes = []
+        if params.get("order") == "desc":
+            sandboxes.reverse()
+        if params.get("template"):
+            sandboxes = [s for s in sandboxes if s.template == params["template"]]
         wanted = _decode_metadata(params.get("metadata", ""))
         sandboxes = [s for s in sandboxes if all(s.metadata.get(k) == v for k, v in wanted.items())]
         start = int(params["nextToken"]) if params.get("nextToken", "").isdigit() else 0

@@ -111,6 +111,9 @@ def _json_value(obj: Any) -> Any:
 
 def install(shell: Any) -> None:
     """Register the E2B formatters on an IPython shell."""
+    if "debugpy" in sys.modules and sys.modules["debugpy"] is None:
+        # The launcher hid it from ipykernel only; user code may still import it.
+        del sys.modules["debugpy"]
     formatters = shell.display_formatter.formatters
     formatters["e2b/data"] = DataFormatter(parent=shell.display_formatter)
     formatters["e2b/chart"] = ChartFormatter(parent=shell.display_formatter)

@@ -25,8 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
 
 from langchain_e2b.local._http import (
     ClientDisconnected,
@@ -86,11 +86,20 @@ def _startup_line() -> str:
     )
 
 
+# What ``python -m ipykernel_launcher`` does, except that debugpy is hidden while the kernel
+# starts: ipykernel would otherwise load it (and pydevd, some 100 modules and ~10 MB) into every
+# kernel for a debugger nobody attaches. _kernel_startup.py unhides it for user code.
+_LAUNCHER = (
+    "import sys; sys.path[0] == '' and sys.path.pop(0); sys.modules['debugpy'] = None; "
+    "from ipykernel import kernelapp; kernelapp.launch_new_instance()"
+)
+
+
 def _kernel_argv() -> list[str]:
     return [
         sys.executable,
-        "-m",
-        "ipykernel_launcher",
+        "-c",
+        _LAUNCHER,
         "-f",
         "{connection_file}",
         # No sqlite history file in the user's home: less I/O and memory per kernel.

@@ -400,3 +400,8 @@ async def test_large_output_streams(served: Served) -> None:
 
 async def test_health(served: Served) -> None:
     assert (await served.client.get("/health")).status_code == 200
+
+
+async def test_user_code_can_still_import_debugpy(served: Served) -> None:
+    lines = await served.execute("import debugpy\ndebugpy.__name__")
+    assert main_text(lines) == "debugpy"

@@ -864,8 +864,7 @@ class E2BSandboxSession:
                 return self._generation, sandbox
             current = self._sandbox_id
         # A synchronous call moved the session to another sandbox meanwhile: use that one.
-        with contextlib.suppress(Exception):
-            await sandbox.kill()
+        await self._discard_async(sandbox.sandbox_id)
         assert current is not None
         other = await AsyncSandbox.connect(current, **self.connection_options())
         return self._generation, other

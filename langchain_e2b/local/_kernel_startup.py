@@ -22,6 +22,10 @@ from traitlets import ObjectName, Unicode
 MAX_DATA_CELLS = 1_000_000
 # Lists and dicts get an ``application/json`` representation, as in E2B's kernels, when small.
 MAX_JSON_CHARS = 1_000_000
+# ipykernel sends whatever a stream buffered in 0.2 s as one message, however large; past this
+# many characters a write is flushed at once, so messages stay small and a fast printer waits
+# for its output to be sent instead of piling it up in memory.
+STREAM_FLUSH_CHARS = 1 << 20
 
 _saved_env: list[dict[str, str | None]] = []
 
@@ -109,11 +113,41 @@ def _json_value(obj: Any) -> Any:
     return obj if len(text) <= MAX_JSON_CHARS else None
 
 
+def bound_stream(stream: Any) -> None:
+    """Make an ipykernel output stream flush every :data:`STREAM_FLUSH_CHARS` characters."""
+    write = stream.write
+    owner = os.getpid()
+    pending = 0
+
+    def bounded_write(text: Any) -> Any:
+        nonlocal pending
+        if not isinstance(text, str) or os.getpid() != owner:
+            return write(text)
+        for start in range(0, len(text), STREAM_FLUSH_CHARS):
+            piece = text[start : start + STREAM_FLUSH_CHARS]
+            write(piece)
+            pending += len(piece)
+            if pending >= STREAM_FLUSH_CHARS:
+                pending = 0
+                stream.flush()
+        return len(text)
+
+    stream.write = bounded_write
+
+
 def install(shell: Any) -> None:
     """Register the E2B formatters on an IPython shell."""
     if "debugpy" in sys.modules and sys.modules["debugpy"] is None:
         # The launcher hid it from ipykernel only; user code may still import it.
         del sys.modules["debugpy"]
+    for stream in (sys.stdout, sys.stderr):
+        if type(stream).__name__ == "OutStream":
+            bound_stream(stream)
+    history = getattr(shell, "history_manager", None)
+    if history is not None and isinstance(getattr(history, "outputs", None), dict):
+        # IPython 9 keeps every cell's printed text and display bundles (PNGs included) for
+        # %notebook; in a long-lived sandbox that is an unbounded leak, so drop them per cell.
+        shell.events.register("post_run_cell", lambda _result: history.outputs.clear())
     formatters = shell.display_formatter.formatters
     formatters["e2b/data"] = DataFormatter(parent=shell.display_formatter)
     formatters["e2b/chart"] = ChartFormatter(parent=shell.display_formatter)

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import zmq
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
@@ -53,6 +54,8 @@ INTERRUPT_GIVE_UP = 30.0
 KERNEL_READY_TIMEOUT = 120.0
 # Stream text longer than this goes out as several lines, so no single line gets huge.
 MAX_TEXT_CHUNK = 1 << 20
+# Kernel messages read ahead of the HTTP client (each is up to ~0.2 s of a cell's output).
+IOPUB_BACKLOG = 8
 
 _KERNEL_NAME = "langchain-e2b-python"
 _STARTUP_MODULE = "_langchain_e2b_kernel"
@@ -76,13 +79,18 @@ _MIME_FIELDS = {
 _STATE_LOST = "all variables, imports and other state from earlier executions were lost"
 
 
-def _startup_line() -> str:
-    # Loads _kernel_startup.py by path under a private module name, leaving no names behind.
+def _loader_source() -> str:
+    # Loads _kernel_startup.py by path under a private module name, leaving no names behind in
+    # the user's namespace. It runs as an IPython exec_file: unlike exec_lines, those do not run
+    # as a cell, whose end would undo the stream patches install() makes.
     return (
-        "import importlib.util as _u, sys as _s; "
-        f"_p = _u.spec_from_file_location({_STARTUP_MODULE!r}, {str(_STARTUP_FILE)!r}); "
-        "_m = _u.module_from_spec(_p); _s.modules[_p.name] = _m; _p.loader.exec_module(_m); "
-        "_m.install(get_ipython()); del _u, _s, _p, _m"
+        "import importlib.util as _u, sys as _s\n"
+        f"_p = _u.spec_from_file_location({_STARTUP_MODULE!r}, {str(_STARTUP_FILE)!r})\n"
+        "_m = _u.module_from_spec(_p)\n"
+        "_s.modules[_p.name] = _m\n"
+        "_p.loader.exec_module(_m)\n"
+        "_m.install(get_ipython())\n"
+        "del _u, _s, _p, _m\n"
     )
 
 
@@ -95,7 +103,7 @@ _LAUNCHER = (
 )
 
 
-def _kernel_argv() -> list[str]:
+def _kernel_argv(loader: str) -> list[str]:
     return [
         sys.executable,
         "-c",
@@ -106,7 +114,7 @@ def _kernel_argv() -> list[str]:
         "--HistoryManager.enabled=False",
         # Tracebacks are read by people and models, not terminals.
         "--InteractiveShell.colors=nocolor",
-        f"--IPKernelApp.exec_lines={_startup_line()}",
+        f"--IPKernelApp.exec_files={loader}",
     ]
 
 
@@ -229,6 +237,9 @@ class _Kernel:
         await km.start_kernel(env=dict(env), cwd=self.cwd, stdout=subprocess.DEVNULL)
         kc = km.client()
         kc.session.unpack = _lenient_unpack
+        # Take only a few messages ahead of the HTTP client: output the client has not read yet
+        # waits in the kernel that produced it, not in this process.
+        kc.context.setsockopt(zmq.RCVHWM, IOPUB_BACKLOG)
         kc.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
         self._kc = kc
         try:
@@ -393,8 +404,10 @@ class Interpreter:
             return
         spec_dir = Path(self._run_dir, "kernels", _KERNEL_NAME)
         spec_dir.mkdir(parents=True, exist_ok=True)
+        loader = spec_dir / "startup.py"
+        loader.write_text(_loader_source())
         spec = {
-            "argv": _kernel_argv(),
+            "argv": _kernel_argv(str(loader)),
             "display_name": "Python 3",
             "language": "python",
             "interrupt_mode": "signal",

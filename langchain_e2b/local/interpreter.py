@@ -58,6 +58,7 @@ MAX_TEXT_CHUNK = 1 << 20
 IOPUB_BACKLOG = 8
 
 _KERNEL_NAME = "langchain-e2b-python"
+_INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 _STARTUP_MODULE = "_langchain_e2b_kernel"
 _STARTUP_FILE = Path(__file__).with_name("_kernel_startup.py")
 
@@ -234,7 +235,10 @@ class _Kernel:
         )
         km.shutdown_wait_time = 2.0
         self._km = km
-        await km.start_kernel(env=dict(env), cwd=self.cwd, stdout=subprocess.DEVNULL)
+        # Figures display inline, as in Jupyter, even when the sandbox's base environment
+        # picks a headless backend for commands (ipykernel only fills in an unset variable).
+        kernel_env = {**env, "MPLBACKEND": _INLINE_BACKEND}
+        await km.start_kernel(env=kernel_env, cwd=self.cwd, stdout=subprocess.DEVNULL)
         kc = km.client()
         kc.session.unpack = _lenient_unpack
         # Take only a few messages ahead of the HTTP client: output the client has not read yet

@@ -65,6 +65,8 @@ def base_env(home: str) -> dict[str, str]:
         "HOME": home,
         "LANG": "C.UTF-8",
         "GLOBAL_ONE": "base",
+        # As the jail sets it for commands; kernels must still show figures inline.
+        "MPLBACKEND": "Agg",
     }
 
 

@@ -347,6 +347,28 @@ class _Stream:
                 await send_chunk(self._send, b"", more=False)
 
 
+async def _next_message(client: Any) -> Any:
+    """The kernel's next IOPub message, or None after :data:`POLL_INTERVAL` without one."""
+    # In a task of its own: closing the channel (a restart or stop elsewhere) cancels the
+    # pending poll, and that must not look like a cancellation of the caller.
+    read = asyncio.ensure_future(client.get_iopub_msg(timeout=POLL_INTERVAL))
+    try:
+        await asyncio.wait({read})
+    except asyncio.CancelledError:
+        read.cancel()
+        raise
+    if read.cancelled():
+        await asyncio.sleep(0.05)
+        return None
+    exc = read.exception()
+    if exc is not None:
+        if not isinstance(exc, queue.Empty):
+            # The channel closed under us; the caller's checks say what happened.
+            await asyncio.sleep(0.05)
+        return None
+    return read.result()
+
+
 async def _watch_disconnect(receive: Receive, disconnected: asyncio.Event) -> None:
     while True:
         message = await receive()
@@ -616,9 +638,12 @@ class Interpreter:
                 )
                 return
             if not await kernel.is_alive():
-                kernel.notice = await self._recover(
-                    kernel, kernel.generation, "The Python kernel had stopped"
-                )
+                notice = self._death_message(kernel, "The Python kernel had stopped")
+                failure = await self._recover(kernel, kernel.generation)
+                if failure is not None:
+                    await stream.emit(_error_line("KernelDied", failure))
+                    return
+                kernel.notice = notice
             if kernel.notice:
                 notice, kernel.notice = kernel.notice, None
                 await stream.emit(
@@ -638,8 +663,8 @@ class Interpreter:
         finally:
             kernel.lock.release()
 
-    async def _recover(self, kernel: _Kernel, generation: int, what: str) -> str:
-        """Restart a kernel that died (unless someone already did); return a sentence to tell."""
+    @staticmethod
+    def _death_message(kernel: _Kernel, what: str) -> str:
         status = kernel.exit_status()
         detail = ""
         if status is not None and status < 0:
@@ -650,10 +675,18 @@ class Interpreter:
                 detail += ")"
         elif status is not None:
             detail = f" (exit status {status})"
-        message = f"{what}{detail} and was restarted: {_STATE_LOST}."
-        if kernel.generation == generation and not kernel.closed:
+        return f"{what}{detail} and was restarted: {_STATE_LOST}."
+
+    async def _recover(self, kernel: _Kernel, generation: int) -> str | None:
+        """Restart a kernel that died (unless someone already did); say why if that fails."""
+        if kernel.generation != generation or kernel.closed:
+            return None
+        try:
             await kernel.restart(self._env)
-        return message
+        except Exception as exc:
+            logger.exception("restarting a dead kernel failed")
+            return f"Restarting the Python kernel failed: {exc}"
+        return None
 
     async def _relay(
         self,
@@ -691,27 +724,23 @@ class Interpreter:
                         "The previous execution did not stop when interrupted, so the kernel was"
                         f" restarted: {_STATE_LOST}."
                     )
-                    await kernel.restart(self._env)
+                    await self._recover(kernel, generation)
                     return
                 elif now - last_interrupt >= INTERRUPT_RETRY:
                     last_interrupt = now
                     await kernel.interrupt()
-            try:
-                msg = await client.get_iopub_msg(timeout=POLL_INTERVAL)
-            except queue.Empty:
-                msg = None
-            except Exception:
-                # The channel closed under us (a restart or stop); the checks above will say.
-                msg = None
-                await asyncio.sleep(0.05)
+            msg = await _next_message(client)
             if msg is None:
                 if kernel.generation == generation and not await kernel.is_alive():
-                    message = await self._recover(
-                        kernel, generation, "The Python kernel died during execution"
-                    )
+                    message = self._death_message(kernel, "The Python kernel died during execution")
                     if disconnected.is_set():
                         kernel.notice = message
                     await stream.emit(_error_line("KernelDied", message))
+                    failure = await self._recover(kernel, generation)
+                    if failure is not None:
+                        await stream.emit(
+                            {"type": "stderr", "text": failure + "\n", "timestamp": _timestamp({})}
+                        )
                     return
                 await stream.keepalive()
                 continue

@@ -407,3 +407,73 @@ async def test_health(served: Served) -> None:
 async def test_user_code_can_still_import_debugpy(served: Served) -> None:
     lines = await served.execute("import debugpy\ndebugpy.__name__")
     assert main_text(lines) == "debugpy"
+
+
+async def test_kernel_death_between_executions_is_told_next_time(served: Served) -> None:
+    cid = (await served.client.post("/contexts", json={})).json()["id"]
+    await served.execute(
+        "import os, threading\nstate = 1\nthreading.Timer(0.2, lambda: os._exit(0)).start()",
+        context_id=cid,
+    )
+    kernel = served.interpreter._contexts[cid]
+    while await kernel.is_alive():  # noqa: ASYNC110 - waiting on another process
+        await asyncio.sleep(0.05)
+    lines = await served.execute("'state' in globals()", context_id=cid)
+    notice = "".join(line["text"] for line in of_type(lines, "stderr"))
+    assert "restarted" in notice
+    assert "lost" in notice
+    assert main_text(lines) == "False"
+    await served.client.delete(f"/contexts/{cid}")
+
+
+async def test_restart_during_execution_ends_it(served: Served) -> None:
+    cid = (await served.client.post("/contexts", json={})).json()["id"]
+    body = {"code": "import time\nprint('busy', flush=True)\ntime.sleep(60)", "context_id": cid}
+    lines: list[dict[str, Any]] = []
+    async with served.client.stream("POST", "/execute", json=body) as response:
+        async for line in response.aiter_lines():
+            lines.append(json.loads(line))
+            if lines[-1]["type"] == "stdout":
+                restarted = await served.client.post(f"/contexts/{cid}/restart")
+                assert restarted.status_code < 300
+    errors = of_type(lines, "error")
+    assert [e["name"] for e in errors] == ["ContextRestarting"]
+    assert lines[-1]["type"] == "end_of_execution"
+    assert main_text(await served.execute("1 + 1", context_id=cid)) == "2"
+    await served.client.delete(f"/contexts/{cid}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+async def test_close_leaves_no_processes() -> None:
+    home = tempfile.mkdtemp(prefix="interp-home-")
+    run_dir = tempfile.mkdtemp(prefix="ir-", dir="/tmp")
+    interpreter = Interpreter(home=home, env=base_env(home), run_dir=run_dir)
+    await interpreter.start()
+    try:
+        kernel = next(iter(interpreter._contexts.values()))
+        kc = kernel.client
+        msg_id = kc.execute(
+            "import os, subprocess\nchild = subprocess.Popen(['sleep', '300'])\n"
+            "print(os.getpid(), child.pid)"
+        )
+        pids: list[int] = []
+        while not pids:
+            msg = await kc.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                pids = [int(p) for p in msg["content"]["text"].split()]
+        assert all(_alive(pid) for pid in pids)
+    finally:
+        await interpreter.close()
+    assert not any(_alive(pid) for pid in pids)
+    assert not [name for name in os.listdir(run_dir) if name != "kernels"]
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(run_dir, ignore_errors=True)

@@ -438,11 +438,16 @@ class E2BSandboxSession:
         return [SessionEvent("connected", sid, f"Connected to existing sandbox {sid}.")]
 
     def _keepalive_due(self, lifetime: float) -> int | None:
-        """Seconds to push the expiry to, or None if it is far enough away already."""
-        # Pushing on every call would add a round trip to each one; pushing only once the
-        # remaining lifetime has dropped by a small slack keeps an active sandbox alive as well.
+        """Seconds to set the sandbox's timeout to, or None if its expiry is close enough already.
+
+        Pushing on every call would add a round trip to each one; pushing only once the remaining
+        lifetime has dropped by a small slack keeps an active sandbox alive just as well. After a
+        call that needed a longer lifetime, the expiry is brought back to ``sandbox_timeout`` so
+        an idle sandbox still expires on time.
+        """
         slack = min(10.0, self.sandbox_timeout / 10)
-        if self._expires_at - time.monotonic() >= lifetime - slack:
+        remaining = self._expires_at - time.monotonic()
+        if lifetime - slack <= remaining <= max(lifetime, self.sandbox_timeout) + slack:
             return None
         return math.ceil(lifetime)
 

@@ -598,3 +598,24 @@ def _frames(data: bytes, *, partial: bool = False) -> list[tuple[int, dict[str, 
 
 def _messages(data: bytes) -> list[dict[str, object]]:
     return [m for flags, m in _frames(data) if flags == 0]  # type: ignore[misc]
+
+
+async def test_code_interpreter_template_routes_jupyter(tmp_path: Path) -> None:
+    agent = await asyncio.to_thread(start_agent, tmp_path, template="code-interpreter-v1")
+    try:
+        async with agent.client(timeout=120) as client:
+            response = await client.http.get("/health", headers={"E2b-Sandbox-Port": "49999"})
+            assert response.status_code == 200
+            response = await client.http.post("/_init", json={"envVars": {"G": "global"}})
+            assert response.status_code == 204
+            response = await client.http.post(
+                "/execute",
+                json={"code": "import os; print(os.environ['G'])"},
+                headers={"E2b-Sandbox-Port": "49999"},
+            )
+            lines = [json.loads(line) for line in response.text.splitlines() if line]
+            assert "".join(x["text"] for x in lines if x["type"] == "stdout") == "global\n"
+            out, _, _, _, _ = await client.run("echo $G")
+            assert out == b"global\n"
+    finally:
+        assert await asyncio.to_thread(agent.stop) == 0

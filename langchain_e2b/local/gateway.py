@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -153,6 +154,13 @@ class Gateway:
         self._binds: list[tuple[str, str]] = []
         self._staged: list[tuple[str, str]] = []
         self._closing = False
+        # Jails run as other host uids: what bubblewrap binds from must sit where they can
+        # traverse (data_dir may be under a private directory), and unix socket paths are
+        # limited to about 100 bytes. Both live in this short, world-traversable directory.
+        self._run_dir = Path(tempfile.mkdtemp(prefix="le2b-"))
+        self._run_dir.chmod(0o711)
+        self._sock_dir = self._run_dir / "sock"
+        self._sock_dir.mkdir(mode=0o700)
 
     @property
     def pooled(self) -> int:
@@ -166,10 +174,10 @@ class Gateway:
         (self.data_dir / "sandboxes").mkdir(parents=True, exist_ok=True)
         if self.isolation:
             self._bwrap = jail.check_isolation()
-            self._layout = jail.prepare_python(self.data_dir)
-            identity = jail.write_identity_files(self.data_dir)
+            self._layout = jail.prepare_python(self._run_dir)
+            identity = jail.write_identity_files(self._run_dir)
             self._staged, self._binds = jail.stage_binds(
-                self._layout, identity, self.data_dir / "stage"
+                self._layout, identity, self._run_dir / "stage"
             )
         self._reaper = asyncio.create_task(self._reap_expired())
         self._refill_pool()
@@ -186,6 +194,7 @@ class Gateway:
         self.sandboxes.clear()
         self._pool.clear()
         await asyncio.gather(*(self._destroy(s) for s in victims), return_exceptions=True)
+        shutil.rmtree(self._run_dir, ignore_errors=True)
 
     def _refill_pool(self) -> None:
         if self._closing or self.pool_size <= 0:
@@ -220,7 +229,7 @@ class Gateway:
         sandbox_id = "i" + secrets.token_hex(10)
         directory = self.data_dir / "sandboxes" / sandbox_id
         directory.mkdir(parents=True)
-        sock_path = directory / "agent.sock"
+        sock_path = self._sock_dir / f"{sandbox_id}.sock"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(str(sock_path))
@@ -335,6 +344,8 @@ class Gateway:
         with contextlib.suppress(Exception):
             await sandbox.client.aclose()
         shutil.rmtree(sandbox.directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self._sock_dir / f"{sandbox.sandbox_id}.sock").unlink()
 
     async def create_sandbox(
         self,

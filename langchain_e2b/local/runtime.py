@@ -116,10 +116,7 @@ class LocalRuntime:
         if self._data_dir is None:
             self._data_dir = Path(tempfile.mkdtemp(prefix="langchain-e2b-"))
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        # Jails run as other host uids and must traverse it to reach their staged binds.
-        self._data_dir.chmod(0o711)
-        (self._data_dir / "sandboxes").mkdir(exist_ok=True)
-        (self._data_dir / "sandboxes").chmod(0o700)
+        self._data_dir.chmod(0o700)
         if not self.isolation:
             log.warning(_UNSAFE_WARNING)
             print(_UNSAFE_WARNING, file=sys.stderr)

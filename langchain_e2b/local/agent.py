@@ -177,6 +177,8 @@ async def serve(config: Mapping[str, Any]) -> int:
     status = 0
 
     def stop() -> None:
+        # Killing the processes first lets their open streams finish before uvicorn shuts down.
+        agent.envd.kill_all()
         server.should_exit = True
 
     loop = asyncio.get_running_loop()

@@ -207,7 +207,6 @@ class _Process:
         self.stdin_fd = stdin_fd
         self.master = master
         self.timed_out = False
-        self.ended = asyncio.Event()
         self._subscribers: list[asyncio.Queue[_Item]] = []
         self._deadline: asyncio.TimerHandle | None = None
         self._last_output = 0.0
@@ -318,7 +317,6 @@ class _Process:
                         os.close(fd)
             on_exit(self)
         await self._publish(("end", _end_event(returncode)))
-        self.ended.set()
 
 
 async def _wait_fd(fd: int, *, write: bool) -> None:
@@ -750,10 +748,14 @@ class Envd:
         """Merge global environment variables into the environment of later processes."""
         self.global_env.update(env)
 
-    async def close(self) -> None:
-        """Kill every process group and stop every watcher."""
+    def kill_all(self) -> None:
+        """Kill every process group started here (their streams then end normally)."""
         for proc in list(self._procs.values()):
             proc.signal(signal.SIGKILL)
+
+    async def close(self) -> None:
+        """Kill every process group and stop every watcher."""
+        self.kill_all()
         for watcher in list(self._watchers.values()):
             if watcher.watch is not None:
                 watcher.watch.close()

@@ -13,7 +13,6 @@ from typing import Any
 
 from e2b import Sandbox, SandboxQuery
 
-from langchain_e2b.langgraph import THREAD_METADATA_KEY
 from langchain_e2b.session import METADATA_TAG
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -99,6 +98,9 @@ def list_sandboxes(**connection: Any) -> list[TaggedSandbox]:
     Args:
         **connection: SDK connection options (``api_key``, ``api_url``, ``sandbox_url``).
     """
+    # Imported here so that building the command line does not load LangChain and LangGraph.
+    from langchain_e2b.langgraph import THREAD_METADATA_KEY
+
     paginator = Sandbox.list(query=SandboxQuery(metadata=dict(METADATA_TAG)), **connection)
     found: list[TaggedSandbox] = []
     while paginator.has_next:
@@ -189,7 +191,7 @@ def main_sandboxes(args: argparse.Namespace) -> int:
 
 def main_demo(args: argparse.Namespace) -> int:
     """Run the demo; return the exit code."""
-    from langchain_e2b.demo import run_demo
+    from langchain_e2b.demo import run_demo  # loads LangChain, LangGraph: only for this command
 
     try:
         run_demo(model=args.model, output_dir=args.output_dir)
@@ -202,7 +204,7 @@ def main_demo(args: argparse.Namespace) -> int:
 def add_parsers(subparsers: Any) -> None:
     """Add the ``demo`` and ``sandboxes`` commands to ``subparsers`` (from ``add_subparsers``).
 
-    Each parser sets ``func``: call ``args.func(args)`` and exit with what it returns.
+    Each parser sets ``handler``: call ``args.handler(args)`` and exit with what it returns.
     """
     demo = subparsers.add_parser(
         "demo",
@@ -224,7 +226,7 @@ def add_parsers(subparsers: Any) -> None:
         default="langchain-e2b-demo",
         help="where to save the chart and the notebook (default: %(default)s)",
     )
-    demo.set_defaults(func=main_demo)
+    demo.set_defaults(handler=main_demo)
 
     sandboxes = subparsers.add_parser(
         "sandboxes",
@@ -248,7 +250,7 @@ def add_parsers(subparsers: Any) -> None:
         help="age since start, e.g. 30m, 1h, 2d (default: %(default)s)",
     )
     prune.add_argument("--dry-run", action="store_true", help="only show what would be killed")
-    sandboxes.set_defaults(func=main_sandboxes)
+    sandboxes.set_defaults(handler=main_sandboxes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="langchain-e2b")
     add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    return int(args.handler(args))
 
 
 if __name__ == "__main__":

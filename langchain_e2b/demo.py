@@ -428,8 +428,8 @@ class DemoResult:
 
 
 def _backend_label(session: E2BSandboxSession) -> str:
-    api_url = session.connection_options().get("api_url")
-    if api_url is None:
+    api_url = session.connection_options().get("api_url") or os.environ.get("E2B_API_URL")
+    if not api_url:
         return "E2B cloud (E2B_API_KEY)"
     local = api_url.startswith(("http://127.", "http://localhost", "http://[::1]"))
     return f"{'local E2B-compatible runtime' if local else 'E2B'} at {api_url}"

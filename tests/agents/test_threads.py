@@ -1,0 +1,150 @@
+"""Thread-scoped sandboxes through real graphs, the real SDK and the real runtime."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from agent_helpers import ScriptedChatModel, echo_model, sandboxes_of, tool_texts
+from e2b_code_interpreter import Sandbox
+from langchain.agents import create_agent
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
+
+from langchain_e2b import E2BSandboxToolkit
+from langchain_e2b.demo import tool_call, turn
+from langchain_e2b.langgraph import STORE_NAMESPACE, E2BThreadSessions
+from langchain_e2b.session import RESTART_NOTICE
+
+Factory = Callable[..., E2BThreadSessions]
+
+
+def _agent(sessions: E2BThreadSessions, model: Any = None, **kwargs: Any) -> Any:
+    tools = E2BSandboxToolkit(session=sessions, selected_tools=["run_code"]).get_tools()
+    return create_agent(model or echo_model(), tools, **kwargs)
+
+
+def _ask(agent: Any, thread: str, code: str) -> list[str]:
+    result = agent.invoke({"messages": [("user", code)]}, {"configurable": {"thread_id": thread}})
+    return tool_texts(result)
+
+
+def test_two_threads_get_two_sandboxes_that_do_not_share_variables(
+    make_sessions: Factory, e2b_connection: dict[str, Any]
+) -> None:
+    sessions = make_sessions()
+    agent = _agent(sessions)
+    first, second = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
+
+    _ask(agent, first, "owner = 'first thread'")
+    texts = _ask(agent, second, "print(owner)")
+
+    assert "NameError" in texts[-1]
+    session_a, session_b = sessions.session_for(first), sessions.session_for(second)
+    assert session_a is not None and session_b is not None
+    assert session_a.sandbox_id != session_b.sandbox_id
+    # Each sandbox carries its own thread tag, so the backend can tell them apart.
+    assert sandboxes_of(e2b_connection, first) == [session_a.sandbox_id]
+    assert sandboxes_of(e2b_connection, second) == [session_b.sandbox_id]
+
+
+def test_same_thread_keeps_variables_across_two_invocations(
+    make_sessions: Factory, thread_id: str
+) -> None:
+    agent = _agent(make_sessions(), checkpointer=InMemorySaver())
+
+    _ask(agent, thread_id, "counter = 41")
+    texts = _ask(agent, thread_id, "counter + 1")
+
+    assert texts[-1].startswith("Out[") and texts[-1].endswith(": 42")
+
+
+def test_new_provider_with_the_same_store_reconnects_to_the_same_sandbox(
+    make_sessions: Factory, thread_id: str
+) -> None:
+    store = InMemoryStore()
+    first = make_sessions()
+    _ask(_agent(first, store=store), thread_id, "answer = 6 * 7")
+    original = first.session_for(thread_id)
+    assert original is not None and original.sandbox_id is not None
+    record = store.get(STORE_NAMESPACE, thread_id)
+    assert record is not None and record.value["sandbox_id"] == original.sandbox_id
+
+    # A second provider (think: a restarted process) finds the sandbox through the graph's store.
+    second = make_sessions()
+    texts = _ask(_agent(second, store=store), thread_id, "answer")
+
+    reconnected = second.session_for(thread_id)
+    assert reconnected is not None and reconnected is not original
+    assert reconnected.sandbox_id == original.sandbox_id
+    assert texts[-1].endswith(": 42")
+    assert RESTART_NOTICE not in texts[-1]
+
+
+def test_reconnect_to_a_sandbox_that_is_gone_creates_one_and_tells_the_model(
+    make_sessions: Factory, thread_id: str, e2b_connection: dict[str, Any]
+) -> None:
+    store = InMemoryStore()
+    first = make_sessions()
+    _ask(_agent(first, store=store), thread_id, "value = 1")
+    dead = first.session_for(thread_id).sandbox_id  # type: ignore[union-attr]
+    Sandbox.kill(dead, **e2b_connection)
+
+    second = make_sessions()
+    texts = _ask(_agent(second, store=store), thread_id, "print('still here')")
+
+    assert texts[-1].startswith(RESTART_NOTICE)
+    assert "still here" in texts[-1]
+    replacement = second.session_for(thread_id).sandbox_id  # type: ignore[union-attr]
+    assert replacement != dead
+    assert store.get(STORE_NAMESPACE, thread_id).value["sandbox_id"] == replacement  # type: ignore[union-attr]
+    assert sandboxes_of(e2b_connection, thread_id) == [replacement]
+
+
+def _parallel_model(count: int) -> ScriptedChatModel:
+    calls = [tool_call("run_code", code=f"import os; {n}; os.getpid()") for n in range(count)]
+    return ScriptedChatModel(script=[turn(*calls), "done"])
+
+
+def test_parallel_tool_calls_in_one_step_make_one_sandbox(
+    make_sessions: Factory, thread_id: str, e2b_connection: dict[str, Any]
+) -> None:
+    sessions = make_sessions()
+    agent = _agent(sessions, model=_parallel_model(4))
+
+    result = agent.invoke(
+        {"messages": [("user", "go")]}, {"configurable": {"thread_id": thread_id}}
+    )
+
+    tool_messages = [m for m in result["messages"] if m.type == "tool"]
+    assert len(tool_messages) == 4
+    assert {m.artifact["sandbox_id"] for m in tool_messages} == {
+        sessions.session_for(thread_id).sandbox_id  # type: ignore[union-attr]
+    }
+    assert len(sandboxes_of(e2b_connection, thread_id)) == 1
+
+
+async def test_parallel_async_tool_calls_in_one_step_make_one_sandbox(
+    make_sessions: Factory, thread_id: str, e2b_connection: dict[str, Any]
+) -> None:
+    sessions = make_sessions()
+    agent = _agent(sessions, model=_parallel_model(5), store=InMemoryStore())
+
+    result = await agent.ainvoke(
+        {"messages": [("user", "go")]}, {"configurable": {"thread_id": thread_id}}
+    )
+
+    sandbox_ids = {m.artifact["sandbox_id"] for m in result["messages"] if m.type == "tool"}
+    assert len(sandbox_ids) == 1
+    assert sandboxes_of(e2b_connection, thread_id) == list(sandbox_ids)
+
+
+def test_idle_timeout_becomes_the_sandbox_timeout(make_sessions: Factory, thread_id: str) -> None:
+    sessions = make_sessions(idle_timeout=123)
+
+    session = sessions.get({"configurable": {"thread_id": thread_id}})
+
+    assert session.sandbox_timeout == 123
+    assert session.metadata["thread_id"] == thread_id
+    assert sessions.get({"configurable": {"thread_id": thread_id}}) is session

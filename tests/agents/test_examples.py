@@ -103,5 +103,6 @@ def test_demo_runs_offline_and_saves_the_chart_and_notebook(
         for o in code[4].outputs
         if o.output_type in ("display_data", "execute_result") and "image/png" in o.data
     ]
-    assert pngs and pngs[0].startswith(PNG_MAGIC)
+    assert pngs
+    assert pngs[0].startswith(PNG_MAGIC)
     assert len(notebook.metadata["langchain_e2b"]["sandbox_ids"]) == 1

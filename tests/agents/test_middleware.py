@@ -56,7 +56,8 @@ def test_adds_the_tools_and_a_system_prompt_section(make_sessions: Factory, thre
     system = seen[0][0]
     assert isinstance(system, SystemMessage)
     assert system.text.startswith("Be brief.")
-    assert "## Code sandbox" in system.text and "/home/user" in system.text
+    assert "## Code sandbox" in system.text
+    assert "/home/user" in system.text
 
 
 def test_kills_the_thread_sandbox_when_a_run_fails(

@@ -42,7 +42,8 @@ def test_two_threads_get_two_sandboxes_that_do_not_share_variables(
 
     assert "NameError" in texts[-1]
     session_a, session_b = sessions.session_for(first), sessions.session_for(second)
-    assert session_a is not None and session_b is not None
+    assert session_a is not None
+    assert session_b is not None
     assert session_a.sandbox_id != session_b.sandbox_id
     # Each sandbox carries its own thread tag, so the backend can tell them apart.
     assert sandboxes_of(e2b_connection, first) == [session_a.sandbox_id]
@@ -57,7 +58,8 @@ def test_same_thread_keeps_variables_across_two_invocations(
     _ask(agent, thread_id, "counter = 41")
     texts = _ask(agent, thread_id, "counter + 1")
 
-    assert texts[-1].startswith("Out[") and texts[-1].endswith(": 42")
+    assert texts[-1].startswith("Out[")
+    assert texts[-1].endswith(": 42")
 
 
 def test_new_provider_with_the_same_store_reconnects_to_the_same_sandbox(
@@ -67,16 +69,19 @@ def test_new_provider_with_the_same_store_reconnects_to_the_same_sandbox(
     first = make_sessions()
     _ask(_agent(first, store=store), thread_id, "answer = 6 * 7")
     original = first.session_for(thread_id)
-    assert original is not None and original.sandbox_id is not None
+    assert original is not None
+    assert original.sandbox_id is not None
     record = store.get(STORE_NAMESPACE, thread_id)
-    assert record is not None and record.value["sandbox_id"] == original.sandbox_id
+    assert record is not None
+    assert record.value["sandbox_id"] == original.sandbox_id
 
     # A second provider (think: a restarted process) finds the sandbox through the graph's store.
     second = make_sessions()
     texts = _ask(_agent(second, store=store), thread_id, "answer")
 
     reconnected = second.session_for(thread_id)
-    assert reconnected is not None and reconnected is not original
+    assert reconnected is not None
+    assert reconnected is not original
     assert reconnected.sandbox_id == original.sandbox_id
     assert texts[-1].endswith(": 42")
     assert RESTART_NOTICE not in texts[-1]

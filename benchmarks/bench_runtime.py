@@ -37,8 +37,10 @@ def bench_run_code(runtime: LocalRuntime, calls: int) -> None:
     manager, client = start_new_kernel(kernel_name="python3")
     try:
         for _ in range(10):
-            client.execute_interactive("1+1", timeout=30)
-        bare = _timed(lambda: client.execute_interactive("1+1", timeout=30), calls)
+            client.execute_interactive("1+1", timeout=30, output_hook=lambda _msg: None)
+        bare = _timed(
+            lambda: client.execute_interactive("1+1", timeout=30, output_hook=lambda _m: None), calls
+        )
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)

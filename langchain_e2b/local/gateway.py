@@ -289,9 +289,8 @@ class Gateway:
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "HOME": str(home),
             }
-            env["PYTHONPATH"] = str(Path(jail.PACKAGE_DIR).parent)
             return subprocess.Popen(
-                [sys.executable, "-m", "langchain_e2b.local.agent"],
+                jail.agent_command(sys.executable, jail.PACKAGE_DIR),
                 pass_fds=(fd,),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

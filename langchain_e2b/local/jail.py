@@ -66,6 +66,23 @@ class Limits:
 PACKAGE_DIR = os.path.dirname(os.path.realpath(langchain_e2b.__file__))
 
 
+# Starts the agent without running the package's __init__ modules: they import LangChain, the
+# E2B SDK and the runtime's own server, none of which the agent needs (tens of MB per sandbox).
+_AGENT_BOOTSTRAP = """\
+import runpy, sys, types
+for name, path in (("langchain_e2b", {root!r}), ("langchain_e2b.local", {root!r} + "/local")):
+    module = types.ModuleType(name)
+    module.__path__ = [path]
+    sys.modules[name] = module
+runpy.run_module("langchain_e2b.local.agent", run_name="__main__", alter_sys=True)
+"""
+
+
+def agent_command(python: str, package_dir: str) -> list[str]:
+    """The command that starts the agent with ``python``; the package lives at ``package_dir``."""
+    return [python, "-c", _AGENT_BOOTSTRAP.format(root=package_dir)]
+
+
 def bwrap_binary() -> str:
     """Return the bubblewrap executable, or raise IsolationUnavailableError."""
     if not sys.platform.startswith("linux"):
@@ -246,11 +263,11 @@ def bwrap_command(
     cmd += ["--dir", "/run/e2b", "--chmod", "0700", "/run/e2b"]
     cmd += ["--uid", str(JAIL_UID), "--gid", str(JAIL_UID), "--chdir", JAIL_HOME]
     cmd += ["--clearenv", "--setenv", "LANGCHAIN_E2B_AGENT", agent_config]
-    cmd += ["--setenv", "PYTHONPATH", JAIL_LIB, "--setenv", "HOME", JAIL_HOME]
+    cmd += ["--setenv", "HOME", JAIL_HOME]
     cmd += ["--setenv", "PATH", "/usr/bin:/bin"]
     for key, value in layout.env.items():
         cmd += ["--setenv", key, value]
-    cmd += [layout.python, "-m", "langchain_e2b.local.agent"]
+    cmd += agent_command(layout.python, f"{JAIL_LIB}/langchain_e2b")
     return cmd
 
 

@@ -153,3 +153,33 @@ def test_idle_timeout_becomes_the_sandbox_timeout(make_sessions: Factory, thread
     assert session.sandbox_timeout == 123
     assert session.metadata["thread_id"] == thread_id
     assert sessions.get({"configurable": {"thread_id": thread_id}}) is session
+
+
+def test_idle_sessions_are_dropped_from_memory_but_their_sandbox_is_left_to_its_timeout(
+    make_sessions: Factory, thread_id: str, e2b_connection: dict[str, Any]
+) -> None:
+    sessions = make_sessions(idle_timeout=600)
+    idle = sessions.get({"configurable": {"thread_id": thread_id}})
+    idle.run_code("kept = True")
+    # Pretend the thread has been idle for longer than idle_timeout.
+    sessions._last_used[thread_id] -= 601
+
+    sessions.get({"configurable": {"thread_id": f"{thread_id}-other"}})
+
+    assert sessions.session_for(thread_id) is None
+    assert idle.closed
+    assert sandboxes_of(e2b_connection, thread_id) == [idle.sandbox_id]
+    # Back from idle: the thread reconnects to its sandbox (still within its E2B timeout).
+    back = sessions.get({"configurable": {"thread_id": thread_id}})
+    assert back.run_code("kept").text == "True"
+    assert back.sandbox_id == idle.sandbox_id
+
+
+def test_calls_without_a_thread_share_one_untagged_session(make_sessions: Factory) -> None:
+    sessions = make_sessions()
+
+    first = sessions.get({})
+    second = sessions.get(None)
+
+    assert first is second
+    assert "thread_id" not in first.metadata

@@ -53,6 +53,7 @@ MAX_TIMEOUT = 86_400
 DEFAULT_TIMEOUT = 300
 READY_TIMEOUT = 120.0
 _NOT_FOUND = "The sandbox was not found"
+_BUFFERED_BODY = 1024 * 1024
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -560,11 +561,17 @@ class Gateway:
                     body_done.set()
                     return
 
-        has_body = header(scope, "content-length") not in (None, "0") or header(
-            scope, "transfer-encoding"
-        )
+        length = header(scope, "content-length")
+        content: Any = None
+        if length is not None and length.isdigit() and int(length) <= _BUFFERED_BODY:
+            # Small bodies go in one piece: a streamed body costs a round of extra writes.
+            content = b"".join([chunk async for chunk in body()])
+        elif length not in (None, "0") or header(scope, "transfer-encoding"):
+            content = body()
+        else:
+            body_done.set()
         request = sandbox.client.build_request(
-            scope["method"], url, headers=headers, content=body() if has_body else None
+            scope["method"], url, headers=headers, content=content
         )
         try:
             response = await sandbox.client.send(request, stream=True)
@@ -573,8 +580,6 @@ class Gateway:
                 send, 502, {"sandboxId": sandbox_id, "message": _NOT_FOUND, "code": 502}
             )
             return
-        if not has_body:
-            body_done.set()
 
         async def watch_disconnect() -> None:
             await body_done.wait()

@@ -208,7 +208,8 @@ class Gateway:
             try:
                 sandbox = await self._spawn("code-interpreter-v1", network=False)
             except Exception:
-                log.exception("could not start a pooled sandbox")
+                if not self._closing:
+                    log.exception("could not start a pooled sandbox")
                 return
             if self._closing:
                 await self._destroy(sandbox)
@@ -340,7 +341,13 @@ class Gateway:
         return text[-2000:] or "the agent printed nothing"
 
     async def _destroy(self, sandbox: Sandbox) -> None:
-        await asyncio.to_thread(jail.kill_tree, sandbox.proc)
+        if not self.isolation:
+            # Unjailed, there is no PID namespace to end: the agent kills its own process
+            # groups on SIGTERM.
+            sandbox.proc.terminate()
+            await _reap(sandbox.proc, 2)
+        jail.kill_tree(sandbox.proc)
+        await _reap(sandbox.proc, 10)
         with contextlib.suppress(Exception):
             await sandbox.client.aclose()
         shutil.rmtree(sandbox.directory, ignore_errors=True)
@@ -625,6 +632,13 @@ class Gateway:
             if given is not None and hmac.compare_digest(given.encode(), expected.encode()):
                 return True
         return False
+
+
+async def _reap(proc: subprocess.Popen[bytes], seconds: float) -> None:
+    """Wait for ``proc`` to exit without a worker thread (this also runs at interpreter exit)."""
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a pid
+        await asyncio.sleep(0.005)
 
 
 def _decode_metadata(raw: str) -> dict[str, str]:

@@ -340,10 +340,11 @@ def set_limits(limits: Limits) -> None:
 
 
 def kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """Kill a jail (or an unjailed agent) and everything it started, then reap it."""
+    """Kill a jail (or an unjailed agent) and everything it started; the caller reaps it.
+
+    Killing bubblewrap ends the jail's PID namespace, and with it every process inside.
+    """
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)

@@ -142,16 +142,19 @@ def _under_usr(path: str) -> bool:
     return path == "/usr" or path.startswith("/usr/")
 
 
-def prepare_python(data_dir: Path) -> PythonLayout:
+def prepare_python(run_dir: Path) -> PythonLayout:
     """Map the runtime's own Python (stdlib, site-packages, this package) into jails.
 
     The interpreter that runs the runtime is the one sandboxes get, with its installed packages
     (ipykernel, numpy, pandas, matplotlib, ...). Paths outside ``/usr`` are bound at fixed
-    neutral locations so no host directory name (such as ``/root/...``) shows inside.
+    neutral locations so no host directory name (such as ``/root/...``) shows inside. Inside, it
+    is a plain interpreter with the runtime's site-packages on ``PYTHONPATH`` rather than a
+    virtual environment, so ``pip install`` works and lands in ``~/.local`` (user site), which
+    the kernel and every later process see.
     """
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     binds: list[tuple[str, str]] = []
-    env: dict[str, str] = {}
+    env: dict[str, str] = {"PIP_BREAK_SYSTEM_PACKAGES": "1"}
     base = os.path.realpath(sys.base_prefix)
     if _under_usr(base):
         base_python = os.path.join(base, "bin", version)
@@ -162,15 +165,9 @@ def prepare_python(data_dir: Path) -> PythonLayout:
         if libdir and os.path.realpath(libdir).startswith(base):
             env["LD_LIBRARY_PATH"] = JAIL_PYTHON_HOME + os.path.realpath(libdir)[len(base) :]
 
-    venv_dir = data_dir / "venv"
-    site_target = f"{JAIL_VENV}/lib/{version}/site-packages"
-    (venv_dir / "lib" / version / "site-packages").mkdir(parents=True, exist_ok=True)
+    venv_dir = run_dir / "venv"
     bindir = venv_dir / "bin"
-    bindir.mkdir(exist_ok=True)
-    (venv_dir / "pyvenv.cfg").write_text(
-        f"home = {os.path.dirname(base_python)}\ninclude-system-site-packages = false\n"
-        f"version = {sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}\n"
-    )
+    bindir.mkdir(parents=True, exist_ok=True)
     for name in ("python", "python3", version):
         link = bindir / name
         if not link.is_symlink():
@@ -181,24 +178,41 @@ def prepare_python(data_dir: Path) -> PythonLayout:
         script.chmod(0o755)
     binds.append((str(venv_dir), JAIL_VENV))
 
-    purelib = os.path.realpath(sysconfig.get_paths()["purelib"])
     if sys.prefix != sys.base_prefix:
-        binds.append((purelib, site_target))
+        site_target = f"{JAIL_VENV}/lib/{version}/site-packages"
+        (venv_dir / "lib" / version / "site-packages").mkdir(parents=True, exist_ok=True)
+        binds.append((os.path.realpath(sysconfig.get_paths()["purelib"]), site_target))
+        env["PYTHONPATH"] = site_target
     binds.append((PACKAGE_DIR, f"{JAIL_LIB}/langchain_e2b"))
     return PythonLayout(binds=tuple(binds), python=f"{JAIL_VENV}/bin/python", env=env)
 
 
-def write_identity_files(data_dir: Path) -> tuple[Path, Path]:
-    """Write the jail's /etc/passwd and /etc/group, naming uid 1000 ``user``."""
-    passwd = data_dir / "passwd"
-    group = data_dir / "group"
+def write_identity_files(run_dir: Path) -> tuple[Path, ...]:
+    """Write the jail's /etc/passwd, /etc/group and /etc/profile; return their paths.
+
+    uid 1000 is named ``user``. The host's /etc/profile would reset PATH in login shells (the
+    SDK runs commands with ``bash -l``), hiding the sandbox's Python; ours keeps PATH.
+    """
+    passwd = run_dir / "passwd"
+    group = run_dir / "group"
+    profile = run_dir / "profile"
     passwd.write_text(
         "root:x:0:0:root:/root:/bin/bash\n"
         f"{JAIL_USER}:x:{JAIL_UID}:{JAIL_UID}::{JAIL_HOME}:/bin/bash\n"
         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
     )
     group.write_text(f"root:x:0:\n{JAIL_USER}:x:{JAIL_UID}:\nnogroup:x:65534:\n")
-    return passwd, group
+    profile.write_text(
+        "# Login shells of a langchain-e2b sandbox: PATH comes from the sandbox's environment.\n"
+        "if [ -d /etc/profile.d ]; then\n"
+        '  for i in /etc/profile.d/*.sh; do [ -r "$i" ] && . "$i"; done\n'
+        "  unset i\n"
+        "fi\n"
+        'if [ -n "$BASH_VERSION" ] && [ -n "$PS1" ] && [ -f /etc/bash.bashrc ]; then\n'
+        "  . /etc/bash.bashrc\n"
+        "fi\n"
+    )
+    return passwd, group, profile
 
 
 def user_env(layout: PythonLayout, home: str = JAIL_HOME) -> dict[str, str]:
@@ -259,6 +273,10 @@ def bwrap_command(
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     size = str(limits.disk_bytes)
     cmd += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", JAIL_HOME]
+    # Python adds the user site directory to sys.path only if it exists when it starts; with
+    # it in place, kernels see what ``pip install`` puts there later.
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    cmd += ["--dir", f"{JAIL_HOME}/.local/lib/{version}/site-packages"]
     cmd += ["--size", str(64 * 1024**2), "--tmpfs", "/run"]
     cmd += ["--dir", "/run/e2b", "--chmod", "0700", "/run/e2b"]
     cmd += ["--uid", str(JAIL_UID), "--gid", str(JAIL_UID), "--chdir", JAIL_HOME]
@@ -279,7 +297,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def stage_binds(
-    layout: PythonLayout, identity: tuple[Path, Path], stage_dir: Path
+    layout: PythonLayout, identity: tuple[Path, ...], stage_dir: Path
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Plan the jail's bind mounts: ``(staged, binds)``.
 
@@ -289,8 +307,7 @@ def stage_binds(
     just before it drops privileges, onto an empty directory under ``stage_dir``; bubblewrap binds
     from there. ``staged`` lists those ``(source, stage)`` pairs; nothing changes on the host.
     """
-    passwd, group = identity
-    binds = [*layout.binds, (str(passwd), "/etc/passwd"), (str(group), "/etc/group")]
+    binds = [*layout.binds, *((str(path), f"/etc/{path.name}") for path in identity)]
     if os.geteuid() != 0:
         return [], binds
     staged: list[tuple[str, str]] = []

@@ -19,7 +19,9 @@ def _tiny_wheel() -> bytes:
     """A minimal pure-Python wheel, built in memory (the sandbox has no network)."""
     files = {
         "hello_e2b/__init__.py": "VALUE = 42\n",
-        "hello_e2b-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: hello-e2b\nVersion: 1.0\n",
+        "hello_e2b-1.0.dist-info/METADATA": (
+            "Metadata-Version: 2.1\nName: hello-e2b\nVersion: 1.0\n"
+        ),
         "hello_e2b-1.0.dist-info/WHEEL": (
             "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         ),

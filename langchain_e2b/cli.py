@@ -51,9 +51,14 @@ def _add_local(commands: Any) -> None:
     serve.set_defaults(handler=_serve)
 
 
-# Each entry adds one top-level subcommand and sets ``handler`` on its parser. Later commands
-# (``demo``, ``sandboxes list`` / ``sandboxes prune``) are added here the same way.
-_COMMANDS: list[Callable[[Any], None]] = [_add_local]
+# Each entry adds top-level subcommands and sets ``handler`` on their parsers.
+def _add_agent_commands(commands: Any) -> None:
+    from langchain_e2b._sandboxes_cli import add_parsers
+
+    add_parsers(commands)
+
+
+_COMMANDS: list[Callable[[Any], None]] = [_add_local, _add_agent_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

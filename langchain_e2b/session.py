@@ -17,6 +17,7 @@ import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import httpx
@@ -338,6 +339,15 @@ class E2BSandboxSession:
     def history(self) -> list[CodeResult]:
         """Every ``run_code`` cell executed through this session, oldest first (a copy)."""
         return list(self._history)
+
+    def export_notebook(self, path: str | Path, *, title: str | None = None) -> Path:
+        """Write the cells this session executed, with their outputs, as an ``.ipynb`` file.
+
+        Needs ``nbformat`` (the ``agents`` extra). Returns the path written.
+        """
+        from langchain_e2b.notebook import export_notebook
+
+        return export_notebook(self, path, title=title)
 
     def connection_options(self) -> dict[str, str]:
         """The resolved SDK options: ``api_key`` and maybe ``api_url``/``sandbox_url``."""

@@ -75,7 +75,7 @@ def test_demo_runs_offline_and_saves_the_chart_and_notebook(
     e2b_connection: dict[str, Any], tmp_path: Path
 ) -> None:
     out = _run(
-        ["-m", "langchain_e2b._sandboxes_cli", "demo", "--output-dir", "result"],
+        ["-m", "langchain_e2b", "demo", "--output-dir", "result"],
         tmp_path,
         e2b_connection,
     )

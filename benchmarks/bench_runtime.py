@@ -39,7 +39,8 @@ def bench_run_code(runtime: LocalRuntime, calls: int) -> None:
         for _ in range(10):
             client.execute_interactive("1+1", timeout=30, output_hook=lambda _msg: None)
         bare = _timed(
-            lambda: client.execute_interactive("1+1", timeout=30, output_hook=lambda _m: None), calls
+            lambda: client.execute_interactive("1+1", timeout=30, output_hook=lambda _m: None),
+            calls,
         )
     finally:
         client.stop_channels()
@@ -52,7 +53,9 @@ def bench_run_code(runtime: LocalRuntime, calls: int) -> None:
     finally:
         sandbox.kill()
     b, o = _median_ms(bare), _median_ms(ours)
-    print(f"run_code('1+1') median over {calls}: runtime {o:.2f} ms, bare jupyter_client {b:.2f} ms")
+    print(
+        f"run_code('1+1') median over {calls}: runtime {o:.2f} ms, bare jupyter_client {b:.2f} ms"
+    )
     print(f"  ratio runtime/bare = {o / b:.2f}x (target <= 1.5x)")
 
 
@@ -102,7 +105,7 @@ def bench_commands(runtime: LocalRuntime, calls: int) -> None:
         network=False,
         agent_config="{}",
     )
-    cmd = cmd[: cmd.index(layout.python)] + ["/bin/bash", "-l", "-c", "true"]
+    cmd = [*cmd[:cmd.index(layout.python)], "/bin/bash", "-l", "-c", "true"]
     uid = jail.next_host_uid()
 
     def direct() -> None:
@@ -120,7 +123,9 @@ def bench_commands(runtime: LocalRuntime, calls: int) -> None:
     finally:
         sandbox.kill()
     b, o = _median_ms(bare), _median_ms(ours)
-    print(f"commands.run('true') median over {calls}: runtime {o:.2f} ms, bwrap directly {b:.2f} ms")
+    print(
+        f"commands.run('true') median over {calls}: runtime {o:.2f} ms, bwrap directly {b:.2f} ms"
+    )
     print(f"  ratio runtime/bwrap = {o / b:.2f}x (target <= 3x)")
 
 

@@ -69,7 +69,9 @@ def test_list_filters_and_pages(e2b_connection: dict[str, Any]) -> None:
         for i in range(3)
     ]
     try:
-        paginator = Sandbox.list(query=SandboxQuery(metadata={"tag": tag}), limit=2, **e2b_connection)
+        paginator = Sandbox.list(
+            query=SandboxQuery(metadata={"tag": tag}), limit=2, **e2b_connection
+        )
         seen = []
         while paginator.has_next:
             page = paginator.next_items()

@@ -56,7 +56,8 @@ def test_stopping_runtime_kills_every_sandbox() -> None:
     runtime.stop()
     leftover = _descendants(os.getpid())
     assert leftover <= before
-    assert data_dir is not None and not data_dir.exists()
+    assert data_dir is not None
+    assert not data_dir.exists()
 
 
 def test_serve_prints_exports_and_stops_on_interrupt(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Literal
 
 from e2b import InvalidArgumentException, SandboxException, TimeoutException
@@ -152,7 +152,8 @@ class _E2BBaseTool(BaseTool):
         token = _CURRENT.set((relay, False))
         try:
             with collect_notices() as notices:
-                return self._execute(session, relay, notices, **self._kwargs(args, kwargs))
+                steps = self._steps(session, notices, **self._kwargs(args, kwargs))
+                return _drive(steps, session, relay.output)
         except FileNotFoundError as exc:
             raise _missing(exc) from exc
         finally:
@@ -171,18 +172,72 @@ class _E2BBaseTool(BaseTool):
         token = _CURRENT.set((relay, True))
         try:
             with collect_notices() as notices:
-                return await self._aexecute(session, relay, notices, **self._kwargs(args, kwargs))
+                steps = self._steps(session, notices, **self._kwargs(args, kwargs))
+                return await _adrive(steps, session, relay.aoutput)
         except FileNotFoundError as exc:
             raise _missing(exc) from exc
         finally:
             _CURRENT.reset(token)
 
-    # Subclasses take (session, relay, notices, **tool_arguments).
-    def _execute(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    def _steps(self, *args: Any, **kwargs: Any) -> _Steps:
+        """The tool's work, called as ``_steps(session, notices, **tool_arguments)``.
+
+        It yields the session calls it needs and returns the tool output. ``_run`` and ``_arun``
+        drive the same generator, sending back each call's result (or throwing its exception),
+        so every tool is written once for both.
+        """
         raise NotImplementedError
 
-    async def _aexecute(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        raise NotImplementedError
+
+class _Op:
+    """One session call a tool step asks for: ``session.<method>`` or ``session.a<method>``."""
+
+    def __init__(self, method: str, *args: Any, stream: bool = False, **kwargs: Any) -> None:
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+        self.stream = stream
+
+    def options(self, on_output: Callable[[str, str], Any]) -> dict[str, Any]:
+        return {**self.kwargs, "on_output": on_output} if self.stream else self.kwargs
+
+
+_Steps = Generator[_Op, Any, tuple[Any, dict[str, Any]]]
+
+
+def _drive(
+    steps: _Steps, session: E2BSandboxSession, on_output: Callable[[str, str], Any]
+) -> tuple[Any, dict[str, Any]]:
+    """Run a tool's steps with the session's synchronous methods."""
+    value: Any = None
+    error: Exception | None = None
+    while True:
+        try:
+            op = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            value, error = getattr(session, op.method)(*op.args, **op.options(on_output)), None
+        except Exception as exc:
+            value, error = None, exc
+
+
+async def _adrive(
+    steps: _Steps, session: E2BSandboxSession, on_output: Callable[[str, str], Any]
+) -> tuple[Any, dict[str, Any]]:
+    """Run a tool's steps with the session's asynchronous methods (``a`` + the method name)."""
+    value: Any = None
+    error: Exception | None = None
+    while True:
+        try:
+            op = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            method = getattr(session, "a" + op.method)
+            value, error = await method(*op.args, **op.options(on_output)), None
+        except Exception as exc:
+            value, error = None, exc
 
 
 def _missing(exc: FileNotFoundError) -> E2BToolInputError:
@@ -201,26 +256,17 @@ def _with_notices(notices: list[str], text: str) -> str:
 
 
 def _package(
-    session: E2BSandboxSession,
-    record: CodeResult | CommandResult,
-    rendered: _format.Rendered,
-    saved_path: str | None,
-) -> tuple[Any, dict[str, Any]]:
-    truncated = len(rendered.text) > session.max_output_chars
+    session: E2BSandboxSession, record: CodeResult | CommandResult, rendered: _format.Rendered
+) -> _Steps:
+    """Truncate the text if needed (saving the full text in the sandbox) and build the output."""
     text = rendered.text
+    truncated = len(text) > session.max_output_chars
+    saved: str | None = None
     if truncated:
-        text = _format.truncate(text, session.max_output_chars, note=_format.saved_note(saved_path))
+        saved = yield _Op("save_output", text)
+        text = _format.truncate(text, session.max_output_chars, note=_format.saved_note(saved))
     content = _format.content(text, rendered.images)
-    return content, _format.artifact(record, truncated=truncated, full_output_path=saved_path)
-
-
-def _save(session: E2BSandboxSession, text: str) -> str | None:
-    """Save output that will be truncated to a file in the sandbox; return its path."""
-    return session.save_output(text) if len(text) > session.max_output_chars else None
-
-
-async def _asave(session: E2BSandboxSession, text: str) -> str | None:
-    return await session.asave_output(text) if len(text) > session.max_output_chars else None
+    return content, _format.artifact(record, truncated=truncated, full_output_path=saved)
 
 
 # --- run_code ----------------------------------------------------------------------------------
@@ -280,52 +326,23 @@ class E2BCodeInterpreterTool(_E2BBaseTool):
     )
     args_schema: type[BaseModel] = RunCodeInput
 
-    def _render(self, session: E2BSandboxSession, result: CodeResult) -> _format.Rendered:
-        return _format.render_code(result, include_images=session.include_images)
-
-    def _execute(
+    def _steps(
         self,
         session: E2BSandboxSession,
-        relay: _Relay,
         notices: list[str],
         *,
         code: str,
         language: str | None = None,
         timeout: float | None = None,
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> _Steps:
         try:
-            result = session.run_code(
-                code, language=language, timeout=timeout, on_output=relay.output
-            )
+            result = yield _Op("run_code", code, language=language, timeout=timeout, stream=True)
         except (InvalidArgumentException, SandboxException) as exc:
             if language is None or isinstance(exc, TimeoutException):
                 raise
             raise _language_error(language, exc) from exc
-        rendered = self._render(session, result)
-        saved = _save(session, rendered.text)
-        return _package(session, result, rendered, saved)
-
-    async def _aexecute(
-        self,
-        session: E2BSandboxSession,
-        relay: _Relay,
-        notices: list[str],
-        *,
-        code: str,
-        language: str | None = None,
-        timeout: float | None = None,
-    ) -> tuple[Any, dict[str, Any]]:
-        try:
-            result = await session.arun_code(
-                code, language=language, timeout=timeout, on_output=relay.aoutput
-            )
-        except (InvalidArgumentException, SandboxException) as exc:
-            if language is None or isinstance(exc, TimeoutException):
-                raise
-            raise _language_error(language, exc) from exc
-        rendered = self._render(session, result)
-        saved = await _asave(session, rendered.text)
-        return _package(session, result, rendered, saved)
+        rendered = _format.render_code(result, include_images=session.include_images)
+        return (yield from _package(session, result, rendered))
 
 
 def _language_error(language: str, exc: Exception) -> E2BToolInputError:
@@ -377,43 +394,22 @@ class E2BShellTool(_E2BBaseTool):
     )
     args_schema: type[BaseModel] = RunCommandInput
 
-    def _execute(
+    def _steps(
         self,
         session: E2BSandboxSession,
-        relay: _Relay,
         notices: list[str],
         *,
         command: str,
         cwd: str | None = None,
         timeout: float | None = None,
         background: bool = False,
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> _Steps:
         _require(command.strip(), "command must not be empty.")
-        result = session.run_command(
-            command, cwd=cwd, timeout=timeout, background=background, on_output=relay.output
+        result = yield _Op(
+            "run_command", command, cwd=cwd, timeout=timeout, background=background, stream=True
         )
         rendered = _format.Rendered(_format.render_command(result))
-        saved = _save(session, rendered.text)
-        return _package(session, result, rendered, saved)
-
-    async def _aexecute(
-        self,
-        session: E2BSandboxSession,
-        relay: _Relay,
-        notices: list[str],
-        *,
-        command: str,
-        cwd: str | None = None,
-        timeout: float | None = None,
-        background: bool = False,
-    ) -> tuple[Any, dict[str, Any]]:
-        _require(command.strip(), "command must not be empty.")
-        result = await session.arun_command(
-            command, cwd=cwd, timeout=timeout, background=background, on_output=relay.aoutput
-        )
-        rendered = _format.Rendered(_format.render_command(result))
-        saved = await _asave(session, rendered.text)
-        return _package(session, result, rendered, saved)
+        return (yield from _package(session, result, rendered))
 
 
 def _require(condition: object, message: str) -> None:
@@ -518,38 +514,19 @@ class E2BReadFileTool(_E2BBaseTool):
         }
         return _with_notices(notices, text), artifact
 
-    def _execute(
+    def _steps(
         self,
         session: E2BSandboxSession,
-        relay: _Relay,
         notices: list[str],
         *,
         path: str,
         start_line: int | None = None,
         end_line: int | None = None,
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> _Steps:
         target = session.resolve_path(path)
         try:
-            self._check(session.file_info(target), target)
-            data = session.read_file(target)
-        except (InvalidArgumentException, SandboxException) as exc:
-            raise _file_error("read", target, exc) from exc
-        return self._result(session, notices, target, data, start_line, end_line)
-
-    async def _aexecute(
-        self,
-        session: E2BSandboxSession,
-        relay: _Relay,
-        notices: list[str],
-        *,
-        path: str,
-        start_line: int | None = None,
-        end_line: int | None = None,
-    ) -> tuple[Any, dict[str, Any]]:
-        target = session.resolve_path(path)
-        try:
-            self._check(await session.afile_info(target), target)
-            data = await session.aread_file(target)
+            self._check((yield _Op("file_info", target)), target)
+            data = yield _Op("read_file", target)
         except (InvalidArgumentException, SandboxException) as exc:
             raise _file_error("read", target, exc) from exc
         return self._result(session, notices, target, data, start_line, end_line)
@@ -586,34 +563,17 @@ class E2BWriteFileTool(_E2BBaseTool):
         }
         return _with_notices(notices, text), artifact
 
-    def _execute(
+    def _steps(
         self,
         session: E2BSandboxSession,
-        relay: _Relay,
         notices: list[str],
         *,
         path: str,
         content: str,
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> _Steps:
         target = session.resolve_path(path)
         try:
-            written = session.write_file(target, content)
-        except (InvalidArgumentException, SandboxException) as exc:
-            raise _file_error("write", target, exc) from exc
-        return self._result(session, notices, written, content)
-
-    async def _aexecute(
-        self,
-        session: E2BSandboxSession,
-        relay: _Relay,
-        notices: list[str],
-        *,
-        path: str,
-        content: str,
-    ) -> tuple[Any, dict[str, Any]]:
-        target = session.resolve_path(path)
-        try:
-            written = await session.awrite_file(target, content)
+            written = yield _Op("write_file", target, content)
         except (InvalidArgumentException, SandboxException) as exc:
             raise _file_error("write", target, exc) from exc
         return self._result(session, notices, written, content)
@@ -686,42 +646,21 @@ class E2BEditFileTool(_E2BBaseTool):
         }
         return _with_notices(notices, text), artifact
 
-    def _execute(
+    def _steps(
         self,
         session: E2BSandboxSession,
-        relay: _Relay,
         notices: list[str],
         *,
         path: str,
         old_text: str,
         new_text: str,
         replace_all: bool = False,
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> _Steps:
         target = session.resolve_path(path)
         try:
-            data = session.read_file(target)
+            data = yield _Op("read_file", target)
             updated, count, line = self._plan(data, target, old_text, new_text, replace_all)
-            session.write_file(target, updated)
-        except (InvalidArgumentException, SandboxException) as exc:
-            raise _file_error("edit", target, exc) from exc
-        return self._result(session, notices, target, count, line)
-
-    async def _aexecute(
-        self,
-        session: E2BSandboxSession,
-        relay: _Relay,
-        notices: list[str],
-        *,
-        path: str,
-        old_text: str,
-        new_text: str,
-        replace_all: bool = False,
-    ) -> tuple[Any, dict[str, Any]]:
-        target = session.resolve_path(path)
-        try:
-            data = await session.aread_file(target)
-            updated, count, line = self._plan(data, target, old_text, new_text, replace_all)
-            await session.awrite_file(target, updated)
+            yield _Op("write_file", target, updated)
         except (InvalidArgumentException, SandboxException) as exc:
             raise _file_error("edit", target, exc) from exc
         return self._result(session, notices, target, count, line)
@@ -765,34 +704,17 @@ class E2BListFilesTool(_E2BBaseTool):
         }
         return _with_notices(notices, f"{path}:\n{body}"), artifact
 
-    def _execute(
+    def _steps(
         self,
         session: E2BSandboxSession,
-        relay: _Relay,
         notices: list[str],
         *,
         path: str = ".",
         depth: int = 1,
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> _Steps:
         target = session.resolve_path(path)
         try:
-            entries = session.list_files(target, depth=depth)
-        except (InvalidArgumentException, SandboxException) as exc:
-            raise _file_error("list", target, exc) from exc
-        return self._result(session, notices, target, entries)
-
-    async def _aexecute(
-        self,
-        session: E2BSandboxSession,
-        relay: _Relay,
-        notices: list[str],
-        *,
-        path: str = ".",
-        depth: int = 1,
-    ) -> tuple[Any, dict[str, Any]]:
-        target = session.resolve_path(path)
-        try:
-            entries = await session.alist_files(target, depth=depth)
+            entries = yield _Op("list_files", target, depth=depth)
         except (InvalidArgumentException, SandboxException) as exc:
             raise _file_error("list", target, exc) from exc
         return self._result(session, notices, target, entries)
@@ -872,39 +794,17 @@ class E2BInstallPackagesTool(_E2BBaseTool):
             text += f"\nInstalled: {', '.join(p.strip() for p in packages)}."
         return _format.Rendered(text)
 
-    def _execute(
+    def _steps(
         self,
         session: E2BSandboxSession,
-        relay: _Relay,
         notices: list[str],
         *,
         packages: list[str],
         manager: Literal["pip", "npm"] = "pip",
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> _Steps:
         command = install_command(packages, manager)
-        result = session.run_command(
-            command, timeout=self._timeout(session), on_output=relay.output
-        )
-        rendered = self._rendered(result, packages)
-        saved = _save(session, rendered.text)
-        return _package(session, result, rendered, saved)
-
-    async def _aexecute(
-        self,
-        session: E2BSandboxSession,
-        relay: _Relay,
-        notices: list[str],
-        *,
-        packages: list[str],
-        manager: Literal["pip", "npm"] = "pip",
-    ) -> tuple[Any, dict[str, Any]]:
-        command = install_command(packages, manager)
-        result = await session.arun_command(
-            command, timeout=self._timeout(session), on_output=relay.aoutput
-        )
-        rendered = self._rendered(result, packages)
-        saved = await _asave(session, rendered.text)
-        return _package(session, result, rendered, saved)
+        result = yield _Op("run_command", command, timeout=self._timeout(session), stream=True)
+        return (yield from _package(session, result, self._rendered(result, packages)))
 
 
 TOOL_CLASSES: dict[str, Callable[..., BaseTool]] = {

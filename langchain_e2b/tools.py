@@ -153,9 +153,10 @@ class _E2BBaseTool(BaseTool):
         try:
             with collect_notices() as notices:
                 steps = self._steps(session, notices, **self._kwargs(args, kwargs))
-                return _drive(steps, session, relay.output)
-        except FileNotFoundError as exc:
-            raise _missing(exc) from exc
+                try:
+                    return _drive(steps, session, relay.output)
+                except (FileNotFoundError, E2BToolInputError) as exc:
+                    raise _for_model(exc, notices) from exc
         finally:
             _CURRENT.reset(token)
 
@@ -173,9 +174,10 @@ class _E2BBaseTool(BaseTool):
         try:
             with collect_notices() as notices:
                 steps = self._steps(session, notices, **self._kwargs(args, kwargs))
-                return await _adrive(steps, session, relay.aoutput)
-        except FileNotFoundError as exc:
-            raise _missing(exc) from exc
+                try:
+                    return await _adrive(steps, session, relay.aoutput)
+                except (FileNotFoundError, E2BToolInputError) as exc:
+                    raise _for_model(exc, notices) from exc
         finally:
             _CURRENT.reset(token)
 
@@ -240,11 +242,16 @@ async def _adrive(
             value, error = None, exc
 
 
-def _missing(exc: FileNotFoundError) -> E2BToolInputError:
-    return E2BToolInputError(
-        f"No such file or directory in the sandbox: {exc.args[0] if exc.args else exc}. "
-        "Use list_files to see what exists."
-    )
+def _for_model(exc: FileNotFoundError | E2BToolInputError, notices: list[str]) -> E2BToolInputError:
+    """The error message the model reads, after the call's notices (a restart explains a loss)."""
+    if isinstance(exc, FileNotFoundError):
+        message = (
+            f"No such file or directory in the sandbox: {exc.args[0] if exc.args else exc}. "
+            "Use list_files to see what exists."
+        )
+    else:
+        message = str(exc)
+    return E2BToolInputError(_with_notices(notices, message))
 
 
 def _file_error(action: str, path: str, exc: SandboxException) -> E2BToolInputError:

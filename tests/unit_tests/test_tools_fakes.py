@@ -144,6 +144,7 @@ def test_restart_notice_comes_first(make_session: MakeSession, backend: FakeBack
     # The file is gone with the old sandbox: the model is told why in the same message.
     message = call(read, path="f.txt")
     assert message.status == "error"
+    assert str(message.content).startswith(RESTART_NOTICE + "\nNo such file")
     session.write_file("g.txt", "data")
     backend.kill(session.sandbox_id or "")
     assert str(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import logging
 import re
 import shlex
 from collections.abc import Callable, Generator
@@ -29,6 +30,8 @@ from langchain_e2b.session import (
     SessionProvider,
     collect_notices,
 )
+
+logger = logging.getLogger(__name__)
 
 OUTPUT_EVENT = "e2b_output"
 """Custom event carrying ``{"stream", "text", "sandbox_id"}`` for each output chunk."""
@@ -270,7 +273,10 @@ def _package(
     truncated = len(text) > session.max_output_chars
     saved: str | None = None
     if truncated:
-        saved = yield _Op("save_output", text)
+        try:
+            saved = yield _Op("save_output", text)
+        except Exception:  # best effort: the truncated output still reaches the model, and says so
+            logger.warning("could not save the full output in the sandbox", exc_info=True)
         text = _format.truncate(text, session.max_output_chars, note=_format.saved_note(saved))
     content = _format.content(text, rendered.images)
     return content, _format.artifact(record, truncated=truncated, full_output_path=saved)

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from e2b import SandboxException
 from e2b_fakes import PNG_1PX, FakeBackend
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.messages import ToolMessage
@@ -113,6 +114,22 @@ def test_long_output_is_truncated_and_saved_in_the_sandbox(
     saved = backend.boxes[session.sandbox_id or ""].files[path].decode()
     assert saved.count("\n") == 1999  # every row, nothing cut
     assert "row 1000" in saved
+
+
+def test_output_still_reaches_the_model_when_saving_it_fails(
+    make_session: MakeSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = make_session(max_output_chars=1_000)
+
+    def disk_full(text: str) -> str:
+        raise SandboxException("No space left on device")
+
+    monkeypatch.setattr(session, "save_output", disk_full)
+    message = call(E2BCodeInterpreterTool(session=session), code="for i in range(2000): print(i)")
+    assert message.status == "success"
+    assert "the full output could not be saved" in str(message.content)
+    assert message.artifact["truncated"] is True
+    assert message.artifact["full_output_path"] is None
 
 
 def test_timeout_text(make_session: MakeSession) -> None:

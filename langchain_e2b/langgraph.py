@@ -29,6 +29,7 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain.agents.middleware.types import ToolCallRequest
 from langchain_core.messages import SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config, get_store
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
@@ -44,9 +45,6 @@ THREAD_METADATA_KEY = "thread_id"
 """Sandbox metadata key holding the LangGraph thread id."""
 DEFAULT_IDLE_TIMEOUT = 600
 
-# LangGraph keeps the run's Runtime (which holds the store) under this configurable key.
-_RUNTIME_KEY = "__pregel_runtime"
-
 
 def thread_id_of(config: RunnableConfig | None) -> str | None:
     """The LangGraph thread id in ``config``, or ``None`` outside a thread."""
@@ -55,9 +53,12 @@ def thread_id_of(config: RunnableConfig | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _store_of(config: RunnableConfig | None) -> BaseStore | None:
-    runtime = ((config or {}).get("configurable") or {}).get(_RUNTIME_KEY)
-    store = getattr(runtime, "store", None)
+def _graph_store() -> BaseStore | None:
+    """The store of the graph the current call runs in (``compile(store=...)``), if any."""
+    try:
+        store = get_store()
+    except (RuntimeError, KeyError):  # not inside a graph run
+        return None
     return store if isinstance(store, BaseStore) else None
 
 
@@ -148,7 +149,7 @@ class E2BThreadSessions:
             with self._thread_lock(thread_id):
                 session = self._cached(thread_id)
                 if session is None:
-                    store = self._store(config)
+                    store = self._store()
                     stored = self._read(store, thread_id)
                     session = self._install(thread_id, stored, store)
         self._sync_record(thread_id, session)
@@ -162,7 +163,7 @@ class E2BThreadSessions:
             async with self._async_lock():
                 session = self._cached(thread_id)
                 if session is None:
-                    store = self._store(config)
+                    store = self._store()
                     stored = await self._aread(store, thread_id)
                     session = self._install(thread_id, stored, store)
         await self._async_record(thread_id, session)
@@ -269,8 +270,8 @@ class E2BThreadSessions:
                 lock = self._async_locks[loop] = asyncio.Lock()
             return lock
 
-    def _store(self, config: RunnableConfig | None) -> BaseStore | None:
-        return self.store if self.store is not None else _store_of(config)
+    def _store(self) -> BaseStore | None:
+        return self.store if self.store is not None else _graph_store()
 
     def _read(self, store: BaseStore | None, thread_id: str | None) -> str | None:
         if store is not None and thread_id is not None:
@@ -566,10 +567,8 @@ def _runtime_thread(runtime: Any) -> str | None:
     if info is not None and getattr(info, "thread_id", None) is not None:
         return str(info.thread_id)
     try:
-        from langgraph.config import get_config
-
         return thread_id_of(get_config())
-    except RuntimeError:
+    except RuntimeError:  # not inside a graph run
         return None
 
 

@@ -32,7 +32,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config, get_store
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, Item
 from langgraph.types import Command
 
 from langchain_e2b.errors import E2BConfigError
@@ -182,21 +182,13 @@ class E2BThreadSessions:
         The thread keeps its record, so its next call starts a new sandbox and says that the
         earlier state is gone.
         """
-        with self._lock:
-            session = self._sessions.pop(thread_id, None)
-            self._last_used.pop(thread_id, None)
-            if thread_id is not None and kill:
-                self._persisted.discard(thread_id)
+        session = self._forget(thread_id, kill=kill)
         if session is not None:
             session.close(kill=kill)
 
     async def aclose_thread(self, thread_id: str | None, *, kill: bool = True) -> None:
         """Async :meth:`close_thread`."""
-        with self._lock:
-            session = self._sessions.pop(thread_id, None)
-            self._last_used.pop(thread_id, None)
-            if thread_id is not None and kill:
-                self._persisted.discard(thread_id)
+        session = self._forget(thread_id, kill=kill)
         if session is not None:
             await session.aclose(kill=kill)
 
@@ -220,6 +212,14 @@ class E2BThreadSessions:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    def _forget(self, thread_id: str | None, *, kill: bool) -> E2BSandboxSession | None:
+        with self._lock:
+            session = self._sessions.pop(thread_id, None)
+            self._last_used.pop(thread_id, None)
+            if thread_id is not None and kill:
+                self._persisted.discard(thread_id)
+        return session
 
     def _drain(self) -> list[str | None]:
         with self._lock:
@@ -274,17 +274,21 @@ class E2BThreadSessions:
         return self.store if self.store is not None else _graph_store()
 
     def _read(self, store: BaseStore | None, thread_id: str | None) -> str | None:
+        item = None
         if store is not None and thread_id is not None:
             item = store.get(self.namespace, thread_id)
-            if item is not None and item.value.get("sandbox_id"):
-                return str(item.value["sandbox_id"])
-        return self._known.get(thread_id)
+        return self._sandbox_of(thread_id, item)
 
     async def _aread(self, store: BaseStore | None, thread_id: str | None) -> str | None:
+        item = None
         if store is not None and thread_id is not None:
             item = await store.aget(self.namespace, thread_id)
-            if item is not None and item.value.get("sandbox_id"):
-                return str(item.value["sandbox_id"])
+        return self._sandbox_of(thread_id, item)
+
+    def _sandbox_of(self, thread_id: str | None, item: Item | None) -> str | None:
+        """The thread's sandbox id: from its store record, else the last one seen here."""
+        if item is not None and item.value.get("sandbox_id"):
+            return str(item.value["sandbox_id"])
         return self._known.get(thread_id)
 
     def _install(

@@ -412,6 +412,17 @@ class E2BSandboxSession:
                 "This E2BSandboxSession is closed; create a new session to run more code."
             )
 
+    def _mark_closed(self, kill: bool | None) -> tuple[str | None, bool]:
+        """Close the session (once); return the sandbox to release and whether to kill it."""
+        with self._lock:
+            if self._closed:
+                return None, False
+            self._closed = True
+            if self._sandbox_id is not None and self._owned:
+                with _LIVE_LOCK:
+                    _LIVE.pop(self._sandbox_id, None)
+            return self._sandbox_id, self._owned if kill is None else kill
+
     def _create_kwargs(self) -> dict[str, Any]:
         return {
             "template": self.template,
@@ -780,12 +791,7 @@ class E2BSandboxSession:
             kill: Kill the sandbox (``True``) or leave it to its E2B timeout (``False``). By
                 default a sandbox the session created is killed and one it attached to is not.
         """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            sandbox_id, must_kill = self._sandbox_id, self._owned if kill is None else kill
-            self._forget_live()
+        sandbox_id, must_kill = self._mark_closed(kill)
         if sandbox_id is None:
             return
         if must_kill:
@@ -794,11 +800,6 @@ class E2BSandboxSession:
             except Exception:  # closing must not fail; the E2B timeout remains
                 logger.warning("could not kill sandbox %s", sandbox_id, exc_info=True)
         self._emit([_closed_event(sandbox_id, must_kill)])
-
-    def _forget_live(self) -> None:
-        if self._sandbox_id is not None and self._owned:
-            with _LIVE_LOCK:
-                _LIVE.pop(self._sandbox_id, None)
 
     def save_output(self, text: str) -> str:
         """Write ``text`` to a new file under ``/tmp/langchain_e2b`` and return its path."""
@@ -1094,12 +1095,7 @@ class E2BSandboxSession:
 
     async def aclose(self, *, kill: bool | None = None) -> None:
         """Async :meth:`close`."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            sandbox_id, must_kill = self._sandbox_id, self._owned if kill is None else kill
-            self._forget_live()
+        sandbox_id, must_kill = self._mark_closed(kill)
         if sandbox_id is None:
             return
         if must_kill:

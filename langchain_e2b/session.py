@@ -487,6 +487,8 @@ class E2BSandboxSession:
         """Absolute sandbox path for ``path``, relative paths being taken from ``cwd``."""
         if not path:
             raise E2BToolInputError("path must not be empty.")
+        if "\0" in path:
+            raise E2BToolInputError(f"path {path!r} contains a NUL character; remove it.")
         return posixpath.normpath(posixpath.join(self.cwd, path))
 
     def _backend_error(self, action: str, exc: BaseException) -> Exception:

@@ -216,6 +216,13 @@ def test_missing_file_is_a_tool_error(make_session: MakeSession) -> None:
     assert "list_files" in str(message.content)
 
 
+def test_nul_in_a_path_is_a_tool_error(make_session: MakeSession, backend: FakeBackend) -> None:
+    message = call(E2BWriteFileTool(session=make_session()), path="a\0b.txt", content="x")
+    assert message.status == "error"
+    assert "NUL" in str(message.content)
+    assert backend.created == []  # refused before any sandbox was needed
+
+
 def test_edit_file_exact_unique_and_replace_all(make_session: MakeSession) -> None:
     session = make_session()
     edit = E2BEditFileTool(session=session)

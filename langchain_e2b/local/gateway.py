@@ -53,6 +53,7 @@ MAX_TIMEOUT = 86_400
 DEFAULT_TIMEOUT = 300
 READY_TIMEOUT = 120.0
 _NOT_FOUND = "The sandbox was not found"
+BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _BUFFERED_BODY = 1024 * 1024
 _HOP_BY_HOP = {
     "connection",
@@ -276,6 +277,9 @@ class Gateway:
                     cmd,
                     pass_fds=(fd,),
                     cwd="/",
+                    # bubblewrap stays in the jail as its pid 1, whose environment the sandbox
+                    # can read in /proc/1/environ: it must not be the host's (API keys).
+                    env=BWRAP_ENV,
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,

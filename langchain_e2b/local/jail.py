@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import itertools
 import os
 import resource
@@ -127,6 +128,23 @@ def check_isolation() -> str:
         )
         raise IsolationUnavailableError(f"bubblewrap cannot create a sandbox: {reason}. {hint}")
     return bwrap
+
+
+@functools.cache
+def userns_lockdown(bwrap: str) -> tuple[str, ...]:
+    """Options that stop a jail from creating user namespaces of its own, if bwrap has them.
+
+    A nested user namespace would make the sandbox root of it, able to mount filesystems and use
+    other kernel interfaces that unprivileged code cannot reach: the usual path to kernel
+    exploits. ``--disable-userns`` needs bubblewrap 0.8 or newer.
+    """
+    options = ("--unshare-user", "--disable-userns")
+    probe = [bwrap, "--unshare-all", *options, "--ro-bind", "/", "/", "true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return options if done.returncode == 0 else ()
 
 
 @dataclass(frozen=True)
@@ -263,7 +281,7 @@ def bwrap_command(
     agent_config: str,
 ) -> list[str]:
     """Build the bubblewrap command line that starts the agent of one sandbox."""
-    cmd = [bwrap, "--unshare-all"]
+    cmd = [bwrap, "--unshare-all", *userns_lockdown(bwrap)]
     if network:
         cmd.append("--share-net")
     cmd += ["--die-with-parent", "--new-session", "--hostname", "e2b-sandbox"]
@@ -277,8 +295,12 @@ def bwrap_command(
     # it in place, kernels see what ``pip install`` puts there later.
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     cmd += ["--dir", f"{JAIL_HOME}/.local/lib/{version}/site-packages"]
-    cmd += ["--size", str(64 * 1024**2), "--tmpfs", "/run"]
+    small = str(64 * 1024**2)
+    cmd += ["--size", small, "--tmpfs", "/run", "--size", small, "--tmpfs", "/dev/shm"]
     cmd += ["--dir", "/run/e2b", "--chmod", "0700", "/run/e2b"]
+    # The jail's root and /dev are tmpfs mounts without a size limit: left writable, they would
+    # let a sandbox fill the host's memory past its disk limit.
+    cmd += ["--remount-ro", "/dev", "--remount-ro", "/"]
     cmd += ["--uid", str(JAIL_UID), "--gid", str(JAIL_UID), "--chdir", JAIL_HOME]
     cmd += ["--clearenv", "--setenv", "LANGCHAIN_E2B_AGENT", agent_config]
     cmd += ["--setenv", "HOME", JAIL_HOME]

@@ -38,6 +38,8 @@ logger = logging.getLogger("langchain_e2b.local.agent")
 CONFIG_ENV = "LANGCHAIN_E2B_AGENT"
 JUPYTER_PORT = "49999"
 INTERPRETER_TEMPLATE = "code-interpreter-v1"
+# Seconds an idle connection from the gateway stays open; well above the gateway's pool expiry.
+AGENT_KEEP_ALIVE = 300
 # How often the agent checks that whoever started it is still there.
 PARENT_CHECK_INTERVAL = 1.0
 
@@ -172,6 +174,10 @@ async def serve(config: Mapping[str, Any]) -> int:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=2,
+            # Only the gateway connects here, and its pool drops idle connections after httpx's
+            # 5 s. With the same 5 s here, a request sent just as the agent closed the
+            # connection was lost (a 502 for code that never ran): the client must give up first.
+            timeout_keep_alive=AGENT_KEEP_ALIVE,
         )
     )
     status = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -12,6 +13,7 @@ from langchain_e2b.local import LocalRuntime
 
 
 def _get_ready(conn: socket.socket) -> bytes:
+    """One keep-alive request on ``conn``: the response's status line and headers."""
     conn.sendall(b"GET /_ready HTTP/1.1\r\nHost: agent\r\n\r\n")
     conn.settimeout(30)
     data = b""
@@ -20,7 +22,12 @@ def _get_ready(conn: socket.socket) -> bytes:
         if not chunk:
             return data
         data += chunk
-    return data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+    assert length is not None
+    while len(body) < int(length.group(1)):
+        body += conn.recv(4096)
+    return head
 
 
 def test_agent_keeps_idle_connections_longer_than_the_gateway(runtime: LocalRuntime) -> None:

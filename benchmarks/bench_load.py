@@ -19,6 +19,7 @@ import asyncio
 import os
 import re
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -199,10 +200,13 @@ async def _main(args: argparse.Namespace) -> int:
     for error in stats.errors[:20]:
         print("  " + error)
     runtime_log = log.read_text(errors="replace").strip().splitlines()
-    print(f"runtime log: {len(runtime_log)} lines ({log})")
+    print(f"runtime log: {len(runtime_log)} lines ({log}, kept only if something failed)")
     for line in runtime_log[-20:]:
         print("  " + line)
-    return 1 if stats.errors or leftover or calls != expected_calls else 0
+    failed = bool(stats.errors or leftover or calls != expected_calls)
+    if not failed:
+        shutil.rmtree(log.parent, ignore_errors=True)
+    return 1 if failed else 0
 
 
 def main() -> None:

@@ -39,6 +39,9 @@ SANDBOX_EVENT = "e2b_sandbox"
 """Custom event carrying ``{"event", "sandbox_id", "message"}`` for sandbox lifecycle changes."""
 
 MAX_READ_BYTES = 5_000_000
+MAX_COMMAND_BYTES = 100_000
+"""Longest command accepted: Linux refuses one argument over 128 KiB, and bash gets the command
+as one argument (a background command also carries a short wrapper)."""
 MAX_LIST_ENTRIES = 500
 INSTALL_TIMEOUT = 600
 
@@ -418,11 +421,43 @@ class E2BShellTool(_E2BBaseTool):
         background: bool = False,
     ) -> _Steps:
         _require(command.strip(), "command must not be empty.")
-        result = yield _Op(
-            "run_command", command, cwd=cwd, timeout=timeout, background=background, stream=True
-        )
+        size = len(command.encode("utf-8", errors="surrogatepass"))
+        if size > MAX_COMMAND_BYTES:
+            raise _command_too_long(
+                f"The command is {size} bytes, more than the {MAX_COMMAND_BYTES} a command may have"
+            )
+        try:
+            result = yield _Op(
+                "run_command", command, cwd=cwd, timeout=timeout, background=background, stream=True
+            )
+        except InvalidArgumentException as exc:
+            raise _command_error(session, cwd, exc) from exc
         rendered = _format.Rendered(_format.render_command(result))
         return (yield from _package(session, result, rendered))
+
+
+def _command_too_long(why: str) -> E2BToolInputError:
+    return E2BToolInputError(
+        f"{why}. Write the script or data to a file with write_file and run that file instead "
+        "(e.g. `bash /tmp/script.sh`)."
+    )
+
+
+def _command_error(
+    session: E2BSandboxSession, cwd: str | None, exc: InvalidArgumentException
+) -> E2BToolInputError:
+    """The model-readable reason the sandbox refused to start the command."""
+    reason = str(exc)
+    if "cwd" in reason.lower():
+        workdir = session.resolve_path(cwd) if cwd else session.cwd
+        return E2BToolInputError(
+            f"The working directory {workdir} does not exist in the sandbox (or is not a "
+            f"directory). Create it first (e.g. run_command `mkdir -p {shlex.quote(workdir)}`) "
+            "or use another cwd."
+        )
+    if "argument list too long" in reason.lower():
+        return _command_too_long(f"The command is too long for the sandbox to start ({reason})")
+    return E2BToolInputError(f"The sandbox could not start the command: {reason}")
 
 
 def _require(condition: object, message: str) -> None:

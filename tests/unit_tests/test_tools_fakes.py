@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from e2b import SandboxException
+from e2b import InvalidArgumentException, SandboxException
 from e2b_fakes import PNG_1PX, FakeBackend
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.messages import ToolMessage
@@ -27,7 +27,7 @@ from langchain_e2b import (
     E2BWriteFileTool,
 )
 from langchain_e2b.session import RESTART_NOTICE
-from langchain_e2b.tools import install_command, validate_package_spec
+from langchain_e2b.tools import MAX_COMMAND_BYTES, install_command, validate_package_spec
 
 MakeSession = Callable[..., E2BSandboxSession]
 
@@ -180,6 +180,45 @@ def test_shell_tool(make_session: MakeSession) -> None:
     assert "pid 4242" in str(bg.content)
     assert bg.artifact["pid"] == 4242
     assert call(tool, command="   ").status == "error"
+
+
+def test_overlong_command_is_refused_before_anything_runs(make_session: MakeSession) -> None:
+    session = make_session()
+    message = call(E2BShellTool(session=session), command="echo " + "a" * MAX_COMMAND_BYTES)
+    assert message.status == "error"
+    assert "write_file" in str(message.content)
+    assert session.sandbox_id is None
+
+
+@pytest.mark.parametrize(
+    ("refusal", "expected"),
+    [
+        ("cwd '/no/such/dir' is not an existing directory", ["/no/such/dir", "mkdir -p"]),
+        ("cannot start /bin/bash: [Errno 7] Argument list too long", ["too long", "write_file"]),
+        ("user 'nobody' does not exist", ["could not start the command", "nobody"]),
+    ],
+)
+async def test_sdk_refusals_to_start_a_command_are_model_fixable(
+    make_session: MakeSession, monkeypatch: pytest.MonkeyPatch, refusal: str, expected: list[str]
+) -> None:
+    session = make_session()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise InvalidArgumentException(refusal)
+
+    async def arefuse(*args: Any, **kwargs: Any) -> Any:
+        raise InvalidArgumentException(refusal)
+
+    monkeypatch.setattr(session, "run_command", refuse)
+    monkeypatch.setattr(session, "arun_command", arefuse)
+    tool = E2BShellTool(session=session)
+    for message in (
+        call(tool, command="true", cwd="/no/such/dir"),
+        await acall(tool, command="true", cwd="/no/such/dir"),
+    ):
+        assert message.status == "error"
+        for fragment in expected:
+            assert fragment in str(message.content)
 
 
 def test_file_tools_roundtrip_and_ranges(make_session: MakeSession) -> None:

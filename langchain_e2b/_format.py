@@ -332,7 +332,7 @@ def truncate(text: str, limit: int, *, note: str) -> str:
     if 0 <= newline < tail_len // 2:
         tail = tail[newline + 1 :]
     omitted = len(text) - len(head) - len(tail)
-    marker = f"[... {omitted} of {len(text)} characters omitted; {note} ...]"
+    marker = f"[... truncated: {omitted} of {len(text)} characters omitted; {note} ...]"
     return f"{head.rstrip(chr(10))}\n{marker}\n{tail.lstrip(chr(10))}"
 
 

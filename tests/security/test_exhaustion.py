@@ -182,11 +182,6 @@ def test_huge_print_through_the_tools(hostile: Hostile, bystander: Sandbox) -> N
         assert "42" in _text(follow_up.content)
 
 
-@pytest.mark.xfail(
-    reason="tools.py saves the full output of a truncated result into the sandbox and lets the "
-    "SDK's NotEnoughSpaceException escape when the sandbox's disk is full",
-    strict=True,
-)
 def test_huge_command_output_when_the_sandbox_disk_is_small(hostile: Hostile) -> None:
     with E2BSandboxSession(**hostile.options, max_output_chars=5_000) as session:
         shell = E2BShellTool(session=session)

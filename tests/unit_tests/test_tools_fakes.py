@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from e2b import InvalidArgumentException, SandboxException
+from e2b import InvalidArgumentException, NotEnoughSpaceException, SandboxException
 from e2b_fakes import PNG_1PX, FakeBackend
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.messages import ToolMessage
@@ -129,6 +129,24 @@ def test_output_still_reaches_the_model_when_saving_it_fails(
     assert message.status == "success"
     assert "the full output could not be saved" in str(message.content)
     assert message.artifact["truncated"] is True
+    assert message.artifact["full_output_path"] is None
+
+
+async def test_full_disk_while_saving_keeps_the_truncated_output(
+    make_session: MakeSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = make_session(max_output_chars=1_000)
+
+    async def disk_full(text: str) -> str:
+        raise NotEnoughSpaceException("not enough disk space to write the output")
+
+    monkeypatch.setattr(session, "asave_output", disk_full)
+    message = await acall(E2BShellTool(session=session), command="echo " + "x" * 3_000)
+    text = str(message.content)
+    assert message.status == "success"
+    assert len(text) < 1_300
+    assert "truncated" in text
+    assert "the full output could not be saved" in text
     assert message.artifact["full_output_path"] is None
 
 

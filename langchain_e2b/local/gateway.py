@@ -52,6 +52,7 @@ TEMPLATE_ALIASES = {"code-interpreter": "code-interpreter-v1"}
 MAX_TIMEOUT = 86_400
 DEFAULT_TIMEOUT = 300
 READY_TIMEOUT = 120.0
+POOL_REFILL_DELAY = 1.0
 _NOT_FOUND = "The sandbox was not found"
 BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _BUFFERED_BODY = 1024 * 1024
@@ -390,7 +391,9 @@ class Gateway:
                     sandbox = candidate
                 else:
                     await self._destroy(candidate)
-            self._refill_pool()
+            # Starting a kernel takes about a CPU-second; doing it right away would slow the
+            # first calls of the sandbox just handed out, which is what the pool is for.
+            asyncio.get_running_loop().call_later(POOL_REFILL_DELAY, self._refill_pool)
         if sandbox is None:
             sandbox = await self._spawn(template, network=wants_net)
         if env_vars:

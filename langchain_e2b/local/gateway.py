@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hmac
 import json
 import logging
@@ -42,6 +43,7 @@ from langchain_e2b.local._http import (
 )
 
 log = logging.getLogger("langchain_e2b.local")
+_LIBC = ctypes.CDLL(None)
 
 ENVD_VERSION = "0.6.13"
 ENVD_PORT = "49983"
@@ -353,6 +355,8 @@ class Gateway:
             await _reap(sandbox.proc, 2)
         jail.kill_tree(sandbox.proc)
         await _reap(sandbox.proc, 10)
+        if not self.sandboxes:
+            _release_memory()
         with contextlib.suppress(Exception):
             await sandbox.client.aclose()
         shutil.rmtree(sandbox.directory, ignore_errors=True)
@@ -639,6 +643,17 @@ class Gateway:
             if given is not None and hmac.compare_digest(given.encode(), expected.encode()):
                 return True
         return False
+
+
+def _release_memory() -> None:
+    """Hand freed heap pages back to the OS once no sandbox is left.
+
+    After a burst of sessions, glibc keeps the freed buffers of their streams; without this the
+    runtime's resident memory stays at its high-water mark instead of returning to its baseline.
+    """
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 async def _reap(proc: subprocess.Popen[bytes], seconds: float) -> None:

@@ -14,8 +14,9 @@ import argparse
 from langchain.agents import create_agent
 from langgraph.checkpoint.memory import InMemorySaver
 
-from langchain_e2b.demo import resolve_model, tool_call, turn
+from langchain_e2b.demo import resolve_model
 from langchain_e2b.langgraph import E2BSandboxMiddleware
+from langchain_e2b.testing import tool_call, turn
 
 QUESTIONS = [
     "Compute the first 30 Fibonacci numbers in the sandbox and keep them in a variable `fib`.",

@@ -12,7 +12,8 @@ from pathlib import Path
 from langchain.agents import create_agent
 
 from langchain_e2b import E2BSandboxSession, E2BSandboxToolkit
-from langchain_e2b.demo import dataset_path, resolve_model, tool_call, turn
+from langchain_e2b.demo import dataset_path, resolve_model
+from langchain_e2b.testing import tool_call, turn
 
 TASK = (
     "sales.csv holds weekly coffee shop sales (week_start, store, product, units, unit_price). "

@@ -15,7 +15,8 @@ import warnings
 from langgraph.prebuilt import create_react_agent
 
 from langchain_e2b import E2BSandboxToolkit
-from langchain_e2b.demo import resolve_model, tool_call, turn
+from langchain_e2b.demo import resolve_model
+from langchain_e2b.testing import tool_call, turn
 
 TASK = (
     "Write a Python script primes.py that prints the prime numbers below the number given as "

@@ -16,8 +16,9 @@ import time
 
 from langchain.agents import create_agent
 
-from langchain_e2b.demo import resolve_model, tool_call, turn
+from langchain_e2b.demo import resolve_model
 from langchain_e2b.langgraph import E2BSandboxMiddleware
+from langchain_e2b.testing import tool_call, turn
 
 TASK = (
     "In the sandbox, count down from 3 to 1, printing one line per second with a timestamp, "

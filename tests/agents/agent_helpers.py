@@ -8,7 +8,7 @@ from e2b import SandboxQuery
 from e2b_code_interpreter import Sandbox
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from langchain_e2b.demo import ScriptedChatModel, tool_call, turn
+from langchain_e2b.testing import ScriptedChatModel, tool_call, turn
 
 
 def sandboxes_of(connection: dict[str, Any], thread: str) -> list[str]:

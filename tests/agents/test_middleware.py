@@ -11,10 +11,10 @@ from langchain.agents import create_agent
 from langchain_core.messages import BaseMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from langchain_e2b.demo import tool_call, turn
 from langchain_e2b.errors import E2BConfigError
 from langchain_e2b.langgraph import E2BSandboxMiddleware, E2BThreadSessions
 from langchain_e2b.session import RESTART_NOTICE
+from langchain_e2b.testing import tool_call, turn
 
 Factory = Callable[..., E2BThreadSessions]
 

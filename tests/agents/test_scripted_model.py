@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
-from langchain_e2b.demo import END_OF_SCRIPT, ScriptedChatModel, tool_call, turn
+from langchain_e2b.testing import END_OF_SCRIPT, ScriptedChatModel, tool_call, turn
 
 
 @tool
@@ -65,3 +65,20 @@ def test_streaming_yields_the_same_message() -> None:
         ("run_code", {"code": "1"}, "call_0_0"),
         ("run_code", {"code": "2"}, "call_0_1"),
     ]
+
+
+def test_old_import_paths_still_work() -> None:
+    import langchain_e2b.demo as demo
+    import langchain_e2b.langgraph as langgraph
+    import langchain_e2b.middleware as middleware
+    import langchain_e2b.testing as testing
+    import langchain_e2b.threads as threads
+
+    assert demo.ScriptedChatModel is testing.ScriptedChatModel
+    assert demo.tool_call is testing.tool_call
+    assert langgraph.E2BThreadSessions is threads.E2BThreadSessions
+    assert langgraph.E2BSandboxMiddleware is middleware.E2BSandboxMiddleware
+    for module in (langgraph, testing, threads, middleware):
+        assert sorted(module.__all__) == module.__all__
+        for name in module.__all__:
+            assert getattr(module, name) is not None

@@ -13,9 +13,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from langchain_e2b import E2BSandboxToolkit
-from langchain_e2b.demo import tool_call, turn
 from langchain_e2b.langgraph import STORE_NAMESPACE, E2BThreadSessions
 from langchain_e2b.session import RESTART_NOTICE
+from langchain_e2b.testing import tool_call, turn
 
 Factory = Callable[..., E2BThreadSessions]
 

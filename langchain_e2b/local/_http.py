@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -11,7 +12,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 Headers = Iterable[tuple[str, str]]
 
@@ -46,6 +46,17 @@ async def iter_body(receive: Receive) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+async def wait_disconnect(receive: Receive, disconnected: asyncio.Event | None = None) -> None:
+    """Return once the client has gone away (setting ``disconnected`` if given).
+
+    Call it only after the request body has been read: it consumes ``receive``.
+    """
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    if disconnected is not None:
+        disconnected.set()
 
 
 async def read_body(receive: Receive, limit: int | None = None) -> bytes:

@@ -1,0 +1,403 @@
+"""The sandbox supervisor: registry, lifetimes, warm pool and the jailed agents behind them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from langchain_e2b.local import jail
+from langchain_e2b.local._common import rfc3339
+
+log = logging.getLogger("langchain_e2b.local")
+_LIBC = ctypes.CDLL(None)
+
+ENVD_VERSION = "0.6.13"
+TEMPLATES = ("base", "code-interpreter-v1")
+# The SDK's code-interpreter template is named differently by some SDK versions.
+TEMPLATE_ALIASES = {"code-interpreter": "code-interpreter-v1"}
+MAX_TIMEOUT = 86_400
+DEFAULT_TIMEOUT = 300
+READY_TIMEOUT = 120.0
+POOL_REFILL_DELAY = 1.0
+BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+
+class ApiError(Exception):
+    """An error answered to the SDK as ``{"code", "message"}`` with that HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Sandbox:
+    """One running sandbox: its jail, its agent connection and its lease."""
+
+    sandbox_id: str
+    template: str
+    network: bool
+    proc: subprocess.Popen[bytes]
+    directory: Path
+    client: httpx.AsyncClient
+    envd_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    traffic_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    metadata: dict[str, str] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    end_at: float = 0.0
+
+    def describe(self, *, tokens: bool) -> dict[str, Any]:
+        """The sandbox as the control plane reports it."""
+        info: dict[str, Any] = {
+            "templateID": self.template,
+            "alias": self.template,
+            "sandboxID": self.sandbox_id,
+            "clientID": "local",
+            "envdVersion": ENVD_VERSION,
+            "domain": None,
+        }
+        if tokens:
+            info["envdAccessToken"] = self.envd_token
+            info["trafficAccessToken"] = self.traffic_token
+        return info
+
+    def listed(self) -> dict[str, Any]:
+        """The sandbox as list and get_info report it."""
+        return {
+            **self.describe(tokens=False),
+            "startedAt": rfc3339(round(self.started_at * 1e9)),
+            "endAt": rfc3339(round(self.end_at * 1e9)),
+            "cpuCount": os.cpu_count() or 1,
+            "memoryMB": 0,
+            "diskSizeMB": 0,
+            "state": "running",
+            "metadata": self.metadata,
+            "allowInternetAccess": self.network,
+        }
+
+
+class Supervisor:
+    """Starts, hands out, times out and kills sandboxes; knows nothing of HTTP routes."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        data_dir: Path,
+        isolation: bool = True,
+        allow_internet: bool = False,
+        pool_size: int = 2,
+        limits: jail.Limits | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.data_dir = data_dir
+        self.isolation = isolation
+        self.allow_internet = allow_internet
+        self.pool_size = pool_size
+        self.limits = limits or jail.Limits()
+        self.sandboxes: dict[str, Sandbox] = {}
+        self._pool: deque[Sandbox] = deque()
+        self._pool_task: asyncio.Task[None] | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._bwrap = ""
+        self._layout: jail.PythonLayout | None = None
+        self._binds: list[tuple[str, str]] = []
+        self._staged: list[tuple[str, str]] = []
+        self._closing = False
+        # Jails run as other host uids: what bubblewrap binds from must sit where they can
+        # traverse (data_dir may be under a private directory), and unix socket paths are
+        # limited to about 100 bytes. Both live in this short, world-traversable directory.
+        self._run_dir = Path(tempfile.mkdtemp(prefix="le2b-"))
+        self._run_dir.chmod(0o711)
+        self._sock_dir = self._run_dir / "sock"
+        self._sock_dir.mkdir(mode=0o700)
+
+    @property
+    def pooled(self) -> int:
+        """Number of warm sandboxes ready to hand out."""
+        return len(self._pool)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Prepare the jail layout, start the expiry reaper and fill the warm pool."""
+        (self.data_dir / "sandboxes").mkdir(parents=True, exist_ok=True)
+        if self.isolation:
+            self._bwrap = jail.check_isolation()
+            self._layout = jail.prepare_python(self._run_dir)
+            identity = jail.write_identity_files(self._run_dir)
+            self._staged, self._binds = jail.stage_binds(
+                self._layout, identity, self._run_dir / "stage"
+            )
+        self._reaper = asyncio.create_task(self._reap_expired())
+        self._refill_pool()
+
+    async def close(self) -> None:
+        """Kill every sandbox (pooled ones too) and stop background tasks."""
+        self._closing = True
+        for task in (self._reaper, self._pool_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        victims = list(self.sandboxes.values()) + list(self._pool)
+        self.sandboxes.clear()
+        self._pool.clear()
+        await asyncio.gather(*(self._destroy(s) for s in victims), return_exceptions=True)
+        shutil.rmtree(self._run_dir, ignore_errors=True)
+
+    def _refill_pool(self) -> None:
+        if self._closing or self.pool_size <= 0:
+            return
+        if self._pool_task is None or self._pool_task.done():
+            self._pool_task = asyncio.create_task(self._fill_pool())
+
+    async def _fill_pool(self) -> None:
+        while not self._closing and len(self._pool) < self.pool_size:
+            try:
+                sandbox = await self._spawn("code-interpreter-v1", network=False)
+            except Exception:
+                if not self._closing:
+                    log.exception("could not start a pooled sandbox")
+                return
+            if self._closing:
+                await self._destroy(sandbox)
+                return
+            self._pool.append(sandbox)
+
+    async def _reap_expired(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.time()
+            for sandbox in list(self.sandboxes.values()):
+                if sandbox.end_at <= now or sandbox.proc.poll() is not None:
+                    self.sandboxes.pop(sandbox.sandbox_id, None)
+                    await self._destroy(sandbox)
+
+    # -- sandboxes -----------------------------------------------------------------------------
+
+    async def _spawn(self, template: str, *, network: bool) -> Sandbox:
+        sandbox_id = "i" + secrets.token_hex(10)
+        directory = self.data_dir / "sandboxes" / sandbox_id
+        directory.mkdir(parents=True)
+        sock_path = self._sock_dir / f"{sandbox_id}.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(sock_path))
+            listener.listen(128)
+            proc = self._start_agent(template, network, listener.fileno(), directory)
+        except BaseException:
+            listener.close()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        listener.close()
+        transport = httpx.AsyncHTTPTransport(uds=str(sock_path))
+        client = httpx.AsyncClient(
+            transport=transport, base_url="http://agent", timeout=httpx.Timeout(None)
+        )
+        sandbox = Sandbox(sandbox_id, template, network, proc, directory, client)
+        try:
+            await self._wait_ready(sandbox)
+        except BaseException:
+            await self._destroy(sandbox)
+            raise
+        return sandbox
+
+    def _start_agent(
+        self, template: str, network: bool, fd: int, directory: Path
+    ) -> subprocess.Popen[bytes]:
+        log_file = (directory / "agent.log").open("wb")
+        try:
+            if self.isolation:
+                assert self._layout is not None
+                config = self._agent_config(template, jail.JAIL_HOME, fd, self._layout)
+                cmd = jail.bwrap_command(
+                    self._bwrap,
+                    layout=self._layout,
+                    binds=self._binds,
+                    limits=self.limits,
+                    network=network,
+                    agent_config=config,
+                )
+                uid = jail.next_host_uid()
+                limits, staged = self.limits, self._staged
+                return subprocess.Popen(
+                    cmd,
+                    pass_fds=(fd,),
+                    cwd="/",
+                    # bubblewrap stays in the jail as its pid 1, whose environment the sandbox
+                    # can read in /proc/1/environ: it must not be the host's (API keys).
+                    env=BWRAP_ENV,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=lambda: jail.enter_jail_user(uid, staged, limits),
+                )
+            home = directory / "home"
+            home.mkdir()
+            layout = jail.PythonLayout(binds=(), python=sys.executable, env={})
+            config = self._agent_config(template, str(home), fd, layout)
+            env = {
+                "LANGCHAIN_E2B_AGENT": config,
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": str(home),
+            }
+            return subprocess.Popen(
+                jail.agent_command(sys.executable, jail.PACKAGE_DIR),
+                pass_fds=(fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=str(home),
+                env=env,
+            )
+        finally:
+            log_file.close()
+
+    def _agent_config(self, template: str, home: str, fd: int, layout: jail.PythonLayout) -> str:
+        env = jail.user_env(layout, home)
+        if not self.isolation:
+            env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+        return json.dumps(
+            {
+                "template": template,
+                "home": home,
+                "user": jail.JAIL_USER,
+                "env": env,
+                "listen_fd": fd,
+            }
+        )
+
+    async def _wait_ready(self, sandbox: Sandbox) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        delay = 0.005
+        while time.monotonic() < deadline:
+            if sandbox.proc.poll() is not None:
+                raise ApiError(500, f"the sandbox failed to start: {self._agent_log(sandbox)}")
+            with contextlib.suppress(httpx.TransportError):
+                response = await sandbox.client.get("/_ready")
+                if response.status_code == 200:
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        raise ApiError(500, f"the sandbox did not become ready: {self._agent_log(sandbox)}")
+
+    @staticmethod
+    def _agent_log(sandbox: Sandbox) -> str:
+        try:
+            text = (sandbox.directory / "agent.log").read_text(errors="replace").strip()
+        except OSError:
+            return "no agent log"
+        return text[-2000:] or "the agent printed nothing"
+
+    async def _destroy(self, sandbox: Sandbox) -> None:
+        if not self.isolation:
+            # Unjailed, there is no PID namespace to end: the agent kills its own process
+            # groups on SIGTERM.
+            sandbox.proc.terminate()
+            await _reap(sandbox.proc, 2)
+        jail.kill_tree(sandbox.proc)
+        await _reap(sandbox.proc, 10)
+        if not self.sandboxes:
+            _release_memory()
+        with contextlib.suppress(Exception):
+            await sandbox.client.aclose()
+        shutil.rmtree(sandbox.directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self._sock_dir / f"{sandbox.sandbox_id}.sock").unlink()
+
+    async def create_sandbox(
+        self,
+        template: str,
+        *,
+        timeout: int = DEFAULT_TIMEOUT,
+        metadata: dict[str, str] | None = None,
+        env_vars: dict[str, str] | None = None,
+        network: bool | None = None,
+    ) -> Sandbox:
+        """Create (or take from the warm pool) a running sandbox."""
+        template = TEMPLATE_ALIASES.get(template, template)
+        if template not in TEMPLATES:
+            raise ApiError(
+                400,
+                f"template '{template}' is not available in the local runtime; "
+                f"use one of: {', '.join(TEMPLATES)}",
+            )
+        if network and not self.allow_internet:
+            raise ApiError(
+                403,
+                "internet access is disabled in this local runtime; start it with "
+                "--allow-internet (or LocalRuntime(allow_internet=True)) to allow it",
+            )
+        wants_net = self.allow_internet if network is None else network
+        sandbox = None
+        if template == "code-interpreter-v1" and not wants_net:
+            while self._pool and sandbox is None:
+                candidate = self._pool.popleft()
+                if candidate.proc.poll() is None:
+                    sandbox = candidate
+                else:
+                    await self._destroy(candidate)
+            # Starting a kernel takes about a CPU-second; doing it right away would slow the
+            # first calls of the sandbox just handed out, which is what the pool is for.
+            asyncio.get_running_loop().call_later(POOL_REFILL_DELAY, self._refill_pool)
+        if sandbox is None:
+            sandbox = await self._spawn(template, network=wants_net)
+        if env_vars:
+            try:
+                response = await sandbox.client.post("/_init", json={"envVars": env_vars})
+                response.raise_for_status()
+            except Exception as exc:
+                await self._destroy(sandbox)
+                raise ApiError(500, f"could not set the sandbox's environment: {exc}") from exc
+        sandbox.started_at = time.time()
+        sandbox.metadata = dict(metadata or {})
+        sandbox.end_at = sandbox.started_at + timeout
+        self.sandboxes[sandbox.sandbox_id] = sandbox
+        return sandbox
+
+    async def kill_sandbox(self, sandbox_id: str) -> bool:
+        """Kill a sandbox; False if there is no such sandbox."""
+        sandbox = self.sandboxes.pop(sandbox_id, None)
+        if sandbox is None:
+            return False
+        await self._destroy(sandbox)
+        return True
+
+
+def _release_memory() -> None:
+    """Hand freed heap pages back to the OS once no sandbox is left.
+
+    After a burst of sessions, glibc keeps the freed buffers of their streams; without this the
+    runtime's resident memory stays at its high-water mark instead of returning to its baseline.
+    """
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+async def _reap(proc: subprocess.Popen[bytes], seconds: float) -> None:
+    """Wait for ``proc`` to exit without a worker thread (this also runs at interpreter exit)."""
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a pid
+        await asyncio.sleep(0.005)

@@ -26,6 +26,10 @@ MAX_JSON_CHARS = 1_000_000
 # many characters a write is flushed at once, so messages stay small and a fast printer waits
 # for its output to be sent instead of piling it up in memory.
 STREAM_FLUSH_CHARS = 1 << 20
+# ipykernel sends a stream's buffered text 0.2 s after the first write. A cell printing every
+# 0.2 s then races that timer and its lines arrive two at a time, 0.4 s apart; a shorter wait
+# keeps live output within a tick of the print that made it, at a few more messages a second.
+STREAM_FLUSH_INTERVAL = 0.05
 
 _saved_env: list[dict[str, str | None]] = []
 
@@ -135,6 +139,58 @@ def bound_stream(stream: Any) -> None:
     stream.write = bounded_write
 
 
+def cell_syntax_error(
+    shell: Any, etype: Any, evalue: Any, stb: Any
+) -> tuple[str, list[str]] | None:
+    """Return the value and traceback to show for a syntax error in a cell's own code, or None.
+
+    Python words a ``SyntaxError`` as ``msg (file, line N)``, and a cell's file is an internal
+    name (``2215662134.py``) that means nothing to whoever wrote the cell. The traceback already
+    shows the cell and the offending line; the value says the line number in the cell instead.
+    """
+    if not (isinstance(etype, type) and issubclass(etype, SyntaxError)):
+        return None
+    if not isinstance(evalue, SyntaxError) or not isinstance(stb, list):
+        return None
+    filename_map = getattr(getattr(shell, "compile", None), "_filename_map", None)
+    if not isinstance(filename_map, dict) or evalue.filename not in filename_map:
+        return None
+    value = str(evalue.msg)
+    if evalue.lineno:
+        value += f" (line {evalue.lineno})"
+    lines = [str(line) for line in stb]
+    headline = f"{etype.__name__}: {evalue.msg}"
+    # IPython gives one string per frame, several lines each: replace the last line that states
+    # the error, so the traceback ends with the same words as the value.
+    for index in range(len(lines) - 1, -1, -1):
+        parts = lines[index].split("\n")
+        matches = [i for i, part in enumerate(parts) if part == headline]
+        if matches:
+            parts[matches[-1]] = f"{etype.__name__}: {value}"
+            lines[index] = "\n".join(parts)
+            break
+    return value, lines
+
+
+class _Shown(str):
+    """An exception value as it should be shown (ipykernel sends ``str(evalue)``)."""
+
+
+def show_cell_syntax_errors(shell: Any) -> None:
+    """Make a cell's syntax error name the line in the cell, not an internal file name."""
+    show = getattr(shell, "_showtraceback", None)
+    if show is None:
+        return
+
+    def showtraceback(etype: Any, evalue: Any, stb: Any) -> Any:
+        shown = cell_syntax_error(shell, etype, evalue, stb)
+        if shown is not None:
+            return show(etype, _Shown(shown[0]), shown[1])
+        return show(etype, evalue, stb)
+
+    shell._showtraceback = showtraceback
+
+
 def install(shell: Any) -> None:
     """Register the E2B formatters on an IPython shell."""
     if "debugpy" in sys.modules and sys.modules["debugpy"] is None:
@@ -143,6 +199,8 @@ def install(shell: Any) -> None:
     for stream in (sys.stdout, sys.stderr):
         if type(stream).__name__ == "OutStream":
             bound_stream(stream)
+            stream.flush_interval = STREAM_FLUSH_INTERVAL
+    show_cell_syntax_errors(shell)
     history = getattr(shell, "history_manager", None)
     if history is not None and isinstance(getattr(history, "outputs", None), dict):
         # IPython 9 keeps every cell's printed text and display bundles (PNGs included) for

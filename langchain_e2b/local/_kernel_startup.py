@@ -199,7 +199,7 @@ def install(shell: Any) -> None:
     for stream in (sys.stdout, sys.stderr):
         if type(stream).__name__ == "OutStream":
             bound_stream(stream)
-            stream.flush_interval = STREAM_FLUSH_INTERVAL
+            setattr(stream, "flush_interval", STREAM_FLUSH_INTERVAL)  # noqa: B010
     show_cell_syntax_errors(shell)
     history = getattr(shell, "history_manager", None)
     if history is not None and isinstance(getattr(history, "outputs", None), dict):

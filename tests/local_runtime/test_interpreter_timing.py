@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ def test_live_output_follows_the_cells_prints(sandbox: Sandbox) -> None:
     # Each print arrives on its own (batches of two would halve the count)...
     assert len(arrivals) >= prints * 0.75, arrivals
     # ...at the cell's 0.2 s cadence, not every 0.4 s...
-    gaps = [later - earlier for (earlier, _), (later, _) in zip(arrivals, arrivals[1:])]
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(arrivals)]
     assert statistics.median(gaps) < 0.3, gaps
     # ...and soon after it was printed (same clock: the sandbox runs on this machine).
     first_printed = float(arrivals[0][1].split()[0])

@@ -1,4 +1,14 @@
-"""Connect protocol (JSON codec) for the agent: messages, 5-byte envelopes, end-stream, errors."""
+"""Connect protocol (JSON codec) for the agent: messages, 5-byte envelopes, end-stream, errors.
+
+The ``e2b`` SDK ships generated Connect servers and typed messages for envd's services
+(``e2b.envd.process.process_connect``, ``e2b.envd.filesystem.filesystem_connect``, over
+``connectrpc`` and ``protobuf``). The agent does not use them because of what they cost every
+sandbox at rest: importing them made the idle code-interpreter sandbox's resident memory grow from
+67 MB to 94 MB (``benchmarks/bench_runtime.py``, pages counted once), and even importing only the
+generated modules, skipping the SDK's package ``__init__``, added 14.6 MB RSS (6.4 MB USS) to the
+agent, against a budget of 2 MB. The subset of Connect that envd speaks (JSON messages, unary
+calls, server and client streams) fits in this module.
+"""
 
 from __future__ import annotations
 
@@ -211,6 +221,24 @@ async def read_stream_request(scope: Scope, receive: Receive) -> dict[str, Any]:
     if message is None:
         raise ConnectError("invalid_argument", "missing request message")
     return message
+
+
+class Stream:
+    """The sending side of a server-streaming RPC, with the options its request headers set."""
+
+    def __init__(self, send: Send, scope: Scope) -> None:
+        self._send = send
+        raw = header(scope, "keepalive-ping-interval")
+        try:
+            interval = float(raw) if raw else 0.0
+        except ValueError:
+            interval = 0.0
+        self.keepalive: float | None = interval if interval > 0 else None
+        self.timeout_ms = timeout_ms(scope)
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Send one message of the stream."""
+        await send_message(self._send, message)
 
 
 async def start_stream(send: Send) -> None:

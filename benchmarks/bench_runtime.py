@@ -18,7 +18,7 @@ from e2b import Sandbox
 from e2b_code_interpreter import Sandbox as CodeSandbox
 from jupyter_client.manager import start_new_kernel
 
-from langchain_e2b.local import LocalRuntime, jail
+from langchain_e2b.local import LocalRuntime, jail, reservations
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -107,7 +107,8 @@ def bench_commands(runtime: LocalRuntime, calls: int) -> None:
         agent_config="{}",
     )
     cmd = [*cmd[:cmd.index(layout.python)], "/bin/bash", "-l", "-c", "true"]
-    uid = jail.next_host_uid()
+    uids = reservations.UidPool(reservations.state_dir()) if os.geteuid() == 0 else None
+    uid = uids.reserve("bench-bare") if uids is not None else None
 
     def direct() -> None:
         subprocess.run(
@@ -118,6 +119,8 @@ def bench_commands(runtime: LocalRuntime, calls: int) -> None:
         )
 
     bare = _timed(direct, calls)
+    if uids is not None:
+        uids.close()
     sandbox = Sandbox.create(template="base", **runtime.connection_options())
     try:
         ours = _timed(lambda: sandbox.commands.run("true"), calls)

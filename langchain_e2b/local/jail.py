@@ -3,10 +3,14 @@
 Threat model. Code in a sandbox is untrusted (an LLM wrote it). Each jail gets new user, mount,
 PID, IPC, UTS, cgroup and (unless internet access is allowed) network namespaces. Inside, the
 sandbox runs as ``user`` (uid 1000) with home ``/home/user``; on the host, when the runtime runs
-as root, each sandbox gets a host uid of its own, so host files that only root may read stay
-unreadable and per-uid limits (number of processes) are per sandbox. The jail sees the host's
-system directories (``/usr``, ``/etc``) read-only and nothing else: no host home, no ``/root``,
-no host ``/tmp``, no runtime data directory, no other sandbox. Its writable areas
+as root, each sandbox gets a host uid of its own, reserved across every runtime on the host and
+never an account's (``reservations``), so host files that only root may read stay unreadable and
+per-uid limits (number of processes) are per sandbox. Each sandbox's processes together live in
+cgroups of its own (``cgroups``), joined before bubblewrap starts: one memory ceiling that counts
+shared memory and tmpfs files, a CPU share and a process count; where no cgroup is usable the
+per-process rlimits below are what is left, and the runtime says so at start. The jail sees
+the host's system directories (``/usr``, ``/etc``) read-only and nothing else: no host home, no
+``/root``, no host ``/tmp``, no runtime data directory, no other sandbox. Its writable areas
 (``/home/user``, ``/tmp``) are size-capped tmpfs mounts that vanish with the jail. Without
 network, the jail has only its own loopback, so it cannot reach the host's loopback (or this
 server). The gateway reaches the agent through a unix socket that is created on the host and
@@ -18,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import itertools
 import os
 import resource
 import shutil
@@ -37,9 +40,6 @@ JAIL_UID = 1000
 JAIL_PYTHON_HOME = "/opt/e2b/python"
 JAIL_VENV = "/opt/e2b/venv"
 JAIL_LIB = "/opt/e2b/lib"
-# Host uids for jails when the runtime runs as root: far above any real account.
-_HOST_UID_BASE = 1_500_000
-_host_uids = itertools.count()
 
 
 class IsolationUnavailableError(RuntimeError):
@@ -56,12 +56,17 @@ class Limits:
             sandbox when the runtime runs as root, since each sandbox then has its own host uid).
         disk_bytes: Size of each writable area (``/home/user`` and ``/tmp``), and the largest file.
         open_files: Maximum open file descriptors per process.
+        cpus: CPU share of the sandbox in cores (a cgroup CPU quota; 0 for none).
+
+    With a memory cgroup, ``memory_bytes`` is also the ceiling of all the sandbox's processes
+    together, files in its tmpfs areas included, and ``processes`` its cgroup's process limit.
     """
 
     memory_bytes: int = 2 * 1024**3
     processes: int = 512
     disk_bytes: int = 1024**3
     open_files: int = 4096
+    cpus: float = 2.0
 
 
 PACKAGE_DIR = os.path.dirname(os.path.realpath(langchain_e2b.__file__))
@@ -264,13 +269,6 @@ def _system_binds() -> list[str]:
     return args
 
 
-def next_host_uid() -> int | None:
-    """A fresh host uid for a jail when running as root; None otherwise (the caller's uid)."""
-    if os.geteuid() != 0:
-        return None
-    return _HOST_UID_BASE + next(_host_uids) % 1_000_000
-
-
 def bwrap_command(
     bwrap: str,
     *,
@@ -345,11 +343,23 @@ def stage_binds(
     return staged, planned
 
 
-def enter_jail_user(uid: int | None, staged: list[tuple[str, str]], limits: Limits) -> None:
-    """In the forked child, before exec: stage binds, drop to ``uid``, apply limits.
+def enter_jail_user(
+    uid: int | None,
+    staged: list[tuple[str, str]],
+    limits: Limits,
+    cgroup_procs: tuple[str, ...] = (),
+) -> None:
+    """In the forked child, before exec: join cgroups, stage binds, drop to ``uid``, apply limits.
 
-    Runs between fork and exec, so it only makes system calls.
+    Runs between fork and exec, so it only makes system calls. The cgroups are joined first,
+    while the child may still write their files, so every process of the jail starts in them.
     """
+    for procs in cgroup_procs:
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
     if uid is not None:
         if _libc.unshare(_CLONE_NEWNS) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from langchain_e2b.local import jail
+from langchain_e2b.local import jail, reservations
 from langchain_e2b.local._common import rfc3339
 
 log = logging.getLogger("langchain_e2b.local")
@@ -122,6 +122,7 @@ class Supervisor:
         self._binds: list[tuple[str, str]] = []
         self._staged: list[tuple[str, str]] = []
         self._closing = False
+        self._host: reservations.HostResources | None = None
         # Jails run as other host uids: what bubblewrap binds from must sit where they can
         # traverse (data_dir may be under a private directory), and unix socket paths are
         # limited to about 100 bytes. Both live in this short, world-traversable directory.
@@ -140,6 +141,15 @@ class Supervisor:
     async def start(self) -> None:
         """Prepare the jail layout, start the expiry reaper and fill the warm pool."""
         (self.data_dir / "sandboxes").mkdir(parents=True, exist_ok=True)
+        # Registers this runtime, removes what dead ones left, prepares cgroups and uids.
+        self._host = reservations.HostResources(
+            run_dir=self._run_dir,
+            data_dir=self.data_dir,
+            memory_bytes=self.limits.memory_bytes,
+            cpus=self.limits.cpus,
+            processes=self.limits.processes,
+            isolation=self.isolation,
+        )
         if self.isolation:
             self._bwrap = jail.check_isolation()
             self._layout = jail.prepare_python(self._run_dir)
@@ -163,6 +173,8 @@ class Supervisor:
         self._pool.clear()
         await asyncio.gather(*(self._destroy(s) for s in victims), return_exceptions=True)
         shutil.rmtree(self._run_dir, ignore_errors=True)
+        if self._host is not None:
+            self._host.close()
 
     def _refill_pool(self) -> None:
         if self._closing or self.pool_size <= 0:
@@ -237,21 +249,26 @@ class Supervisor:
                     network=network,
                     agent_config=config,
                 )
-                uid = jail.next_host_uid()
+                assert self._host is not None
+                uid, procs = self._host.acquire(directory.name)
                 limits, staged = self.limits, self._staged
-                return subprocess.Popen(
-                    cmd,
-                    pass_fds=(fd,),
-                    cwd="/",
-                    # bubblewrap stays in the jail as its pid 1, whose environment the sandbox
-                    # can read in /proc/1/environ: it must not be the host's (API keys).
-                    env=BWRAP_ENV,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=lambda: jail.enter_jail_user(uid, staged, limits),
-                )
+                try:
+                    return subprocess.Popen(
+                        cmd,
+                        pass_fds=(fd,),
+                        cwd="/",
+                        # bubblewrap stays in the jail as its pid 1, whose environment the
+                        # sandbox can read in /proc/1/environ: it must not be the host's.
+                        env=BWRAP_ENV,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        preexec_fn=lambda: jail.enter_jail_user(uid, staged, limits, procs),
+                    )
+                except BaseException:
+                    self._host.release(directory.name)
+                    raise
             home = directory / "home"
             home.mkdir()
             layout = jail.PythonLayout(binds=(), python=sys.executable, env={})
@@ -318,6 +335,8 @@ class Supervisor:
             await _reap(sandbox.proc, 2)
         jail.kill_tree(sandbox.proc)
         await _reap(sandbox.proc, 10)
+        if self._host is not None:
+            self._host.release(sandbox.sandbox_id)
         if not self.sandboxes:
             _release_memory()
         with contextlib.suppress(Exception):

@@ -7,7 +7,7 @@ import logging
 import re
 import shlex
 from collections.abc import Callable, Generator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from e2b import InvalidArgumentException, SandboxException, TimeoutException
 from langchain_core.callbacks import (
@@ -17,10 +17,10 @@ from langchain_core.callbacks import (
     dispatch_custom_event,
 )
 from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, InjectedToolArg
 from pydantic import BaseModel, ConfigDict, Field
 
-from langchain_e2b import _format
+from langchain_e2b import _call_order, _format
 from langchain_e2b.errors import E2BToolInputError
 from langchain_e2b.session import (
     CodeResult,
@@ -124,6 +124,11 @@ def _forward_lifecycle(event: SessionEvent) -> Any:
     return relay.alifecycle(event) if is_async else relay.lifecycle(event)
 
 
+InjectedRuntime = Annotated[Any, InjectedToolArg]
+"""The ``ToolRuntime`` LangGraph's ``ToolNode`` injects into a field named ``runtime`` (the model
+never sees it): its state tells a call its place among the message's parallel calls."""
+
+
 # --- base -------------------------------------------------------------------------------------
 
 
@@ -139,11 +144,41 @@ class _E2BBaseTool(BaseTool):
     handle_tool_error: Any = True
 
     def _kwargs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs.pop("runtime", None)  # used by invoke() for ordering, not by the steps
         # A plain string input arrives positionally: it is the first field of the schema.
         if args and isinstance(self.args_schema, type) and issubclass(self.args_schema, BaseModel):
             first = next(iter(self.args_schema.model_fields))
             kwargs = {first: args[0], **kwargs}
         return kwargs
+
+    def _turn(self, value: Any, config: RunnableConfig | None) -> _call_order.Turn | None:
+        """This call's place among the parallel calls of its message that share its sandbox."""
+        if not (isinstance(value, dict) and value.get("type") == "tool_call"):
+            return None
+        runtime = (value.get("args") or {}).get("runtime")
+        return _call_order.turn_for(self, runtime, value.get("id"), dict(config or {}))
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Run the tool; a call made in parallel with others first waits for its turn."""
+        turn = self._turn(input, config)
+        if turn is None:
+            return super().invoke(input, config, **kwargs)
+        try:
+            turn.wait()
+            return super().invoke(input, config, **kwargs)
+        finally:
+            turn.done()
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Async :meth:`invoke`."""
+        turn = self._turn(input, config)
+        if turn is None:
+            return await super().ainvoke(input, config, **kwargs)
+        try:
+            await turn.await_turn()
+            return await super().ainvoke(input, config, **kwargs)
+        finally:
+            turn.done()
 
     def _run(
         self,
@@ -308,6 +343,7 @@ class RunCodeInput(BaseModel):
         le=3600,
         description="Seconds before the run is interrupted. Omit for the default.",
     )
+    runtime: InjectedRuntime = None
 
 
 class E2BCodeInterpreterTool(_E2BBaseTool):
@@ -391,6 +427,7 @@ class RunCommandInput(BaseModel):
             "output is written to a log file whose path is returned."
         ),
     )
+    runtime: InjectedRuntime = None
 
 
 class E2BShellTool(_E2BBaseTool):
@@ -478,6 +515,7 @@ class ReadFileInput(BaseModel):
     end_line: int | None = Field(
         default=None, ge=1, description="Last line to return (inclusive). Omit to read to the end."
     )
+    runtime: InjectedRuntime = None
 
 
 def _decode_text(data: bytes, path: str) -> str:
@@ -585,6 +623,7 @@ class WriteFileInput(BaseModel):
 
     path: str = Field(description="File to write; parent directories are created.")
     content: str = Field(description="The complete new content of the file.")
+    runtime: InjectedRuntime = None
 
 
 class E2BWriteFileTool(_E2BBaseTool):
@@ -639,6 +678,7 @@ class EditFileInput(BaseModel):
     )
     new_text: str = Field(description="Text to put in its place.")
     replace_all: bool = Field(default=False, description="Replace every occurrence.")
+    runtime: InjectedRuntime = None
 
 
 def apply_edit(text: str, path: str, old_text: str, new_text: str, replace_all: bool) -> str:
@@ -719,6 +759,7 @@ class ListFilesInput(BaseModel):
 
     path: str = Field(default=".", description="Directory to list. Omit for the home directory.")
     depth: int = Field(default=1, ge=1, le=5, description="How many levels deep to list.")
+    runtime: InjectedRuntime = None
 
 
 class E2BListFilesTool(_E2BBaseTool):
@@ -819,6 +860,7 @@ class InstallPackagesInput(BaseModel):
     manager: Literal["pip", "npm"] = Field(
         default="pip", description="'pip' for Python packages, 'npm' for JavaScript packages."
     )
+    runtime: InjectedRuntime = None
 
 
 class E2BInstallPackagesTool(_E2BBaseTool):

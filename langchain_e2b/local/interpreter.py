@@ -29,6 +29,7 @@ import zmq
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
+from langchain_e2b.local._common import resolve_cwd
 from langchain_e2b.local._http import (
     ClientDisconnected,
     Receive,
@@ -39,6 +40,7 @@ from langchain_e2b.local._http import (
     send_json,
     send_response,
     start_stream,
+    wait_disconnect,
 )
 
 logger = logging.getLogger(__name__)
@@ -47,10 +49,13 @@ SUPPORTED_LANGUAGES = ("python",)
 KEEPALIVE_INTERVAL = 5.0
 # How often the relay loop looks up from the kernel's output to check the client and the kernel.
 POLL_INTERVAL = 0.5
-# After a client disconnect, the kernel is interrupted again this often while the code runs on...
-INTERRUPT_RETRY = 5.0
-# ...and restarted (its state lost) if it still has not stopped after this long.
-INTERRUPT_GIVE_UP = 30.0
+# After a client disconnect (the SDK's timeout, or a caller that went away), the kernel is
+# interrupted at once and again this often while the code runs on...
+INTERRUPT_RETRY = 1.0
+# ...and restarted (its state lost) if it still has not stopped after this long: code that
+# catches KeyboardInterrupt or blocks SIGINT would otherwise hold the context, and every later
+# execution queued behind it, for as long as it likes.
+INTERRUPT_GRACE = 3.0
 KERNEL_READY_TIMEOUT = 120.0
 # Stream text longer than this goes out as several lines, so no single line gets huge.
 MAX_TEXT_CHUNK = 1 << 20
@@ -347,16 +352,29 @@ class _Stream:
                 await send_chunk(self._send, b"", more=False)
 
 
-async def _next_message(client: Any) -> Any:
-    """The kernel's next IOPub message, or None after :data:`POLL_INTERVAL` without one."""
+async def _next_message(client: Any, disconnected: asyncio.Event | None = None) -> Any:
+    """The kernel's next IOPub message, or None after :data:`POLL_INTERVAL` without one.
+
+    If ``disconnected`` is set while waiting (the client went away), the wait ends at once with
+    None, so the execution can be interrupted without delay.
+    """
     # In a task of its own: closing the channel (a restart or stop elsewhere) cancels the
     # pending poll, and that must not look like a cancellation of the caller.
     read = asyncio.ensure_future(client.get_iopub_msg(timeout=POLL_INTERVAL))
+    gone = asyncio.ensure_future((disconnected or asyncio.Event()).wait())
     try:
-        await asyncio.wait({read})
+        await asyncio.wait({read, gone}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         read.cancel()
         raise
+    finally:
+        gone.cancel()
+    if not read.done():
+        # The client left. The read is still waiting in the socket's poll, and a read cancelled
+        # there has taken no message: the kernel's next one stays queued for the next call.
+        read.cancel()
+        read.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return None
     if read.cancelled():
         await asyncio.sleep(0.05)
         return None
@@ -367,14 +385,6 @@ async def _next_message(client: Any) -> Any:
             await asyncio.sleep(0.05)
         return None
     return read.result()
-
-
-async def _watch_disconnect(receive: Receive, disconnected: asyncio.Event) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            disconnected.set()
-            return
 
 
 class Interpreter:
@@ -464,16 +474,6 @@ class Interpreter:
                 self._default_id = kernel.id
             return kernel
 
-    def _resolve_cwd(self, cwd: Any) -> str:
-        if cwd is None or cwd == "":
-            return self._home
-        if not isinstance(cwd, str):
-            raise ValueError("cwd must be a string")
-        path = os.path.normpath(os.path.join(self._home, os.path.expanduser(cwd)))
-        if not os.path.isdir(path):
-            raise ValueError(f"cwd {cwd!r} is not an existing directory")
-        return path
-
     # -- ASGI -----------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -511,7 +511,7 @@ class Interpreter:
             language = _normalize_language(body.get("language"))
             if language not in SUPPORTED_LANGUAGES:
                 raise ValueError(_unsupported_language(language))
-            cwd = self._resolve_cwd(body.get("cwd"))
+            cwd = resolve_cwd(self._home, body.get("cwd"))
         except ValueError as exc:  # JSONDecodeError included
             await _text(send, 400, str(exc))
             return
@@ -582,7 +582,7 @@ class Interpreter:
 
         await start_stream(send, 200, "application/x-ndjson")
         disconnected = asyncio.Event()
-        watcher = asyncio.create_task(_watch_disconnect(receive, disconnected))
+        watcher = asyncio.create_task(wait_disconnect(receive, disconnected))
         stream = _Stream(send, disconnected)
         try:
             await self._run(kernel, code, env_vars, stream, disconnected)
@@ -719,17 +719,21 @@ class Interpreter:
                 if interrupted_at is None:
                     interrupted_at = last_interrupt = now
                     await kernel.interrupt()
-                elif now - interrupted_at >= INTERRUPT_GIVE_UP:
+                elif now - interrupted_at >= INTERRUPT_GRACE:
                     kernel.notice = (
-                        "The previous execution did not stop when interrupted, so the kernel was"
+                        "The previous execution did not stop within"
+                        f" {INTERRUPT_GRACE:g} s of being interrupted, so the kernel was"
                         f" restarted: {_STATE_LOST}."
                     )
+                    logger.info("context %s ignored an interrupt; restarting it", kernel.id)
                     await self._recover(kernel, generation)
                     return
                 elif now - last_interrupt >= INTERRUPT_RETRY:
                     last_interrupt = now
                     await kernel.interrupt()
-            msg = await _next_message(client)
+            # Wake up for the disconnect only until it has happened: after it, the kernel's
+            # messages are still read, to see it go idle.
+            msg = await _next_message(client, None if disconnected.is_set() else disconnected)
             if msg is None:
                 if kernel.generation == generation and not await kernel.is_alive():
                     message = self._death_message(kernel, "The Python kernel died during execution")

@@ -223,6 +223,41 @@ async def read_stream_request(scope: Scope, receive: Receive) -> dict[str, Any]:
     return message
 
 
+class FrameTracker:
+    """Follows the envelopes of a streaming response being relayed, chunk by chunk.
+
+    The gateway uses it to tell whether a stream cut short (the sandbox killed) stopped between
+    two messages, where E2B's proxy ends it with an ``unavailable`` error the SDK understands.
+    """
+
+    def __init__(self) -> None:
+        self._header = bytearray()
+        self._left = 0
+        self.ended = False
+
+    def feed(self, chunk: bytes) -> None:
+        """Account for the next relayed bytes."""
+        view = memoryview(chunk)
+        while view:
+            if self._left:
+                step = min(self._left, len(view))
+                self._left -= step
+                view = view[step:]
+                continue
+            need = 5 - len(self._header)
+            self._header += view[:need]
+            view = view[need:]
+            if len(self._header) == 5:
+                flags, self._left = struct.unpack(">BI", self._header)
+                self.ended = self.ended or bool(flags & _END_STREAM)
+                self._header.clear()
+
+    @property
+    def between_messages(self) -> bool:
+        """True when the bytes so far end exactly after a whole message, before the end-stream."""
+        return not self.ended and not self._left and not self._header
+
+
 class Stream:
     """The sending side of a server-streaming RPC, with the options its request headers set."""
 

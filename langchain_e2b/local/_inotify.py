@@ -85,16 +85,23 @@ class Watch:
             return
         self._wds[wd] = rel
 
-    def _add_tree(self, path: str, rel: str) -> None:
+    def _add_tree(self, path: str, rel: str, found: list[str] | None = None) -> None:
+        """Watch every directory below ``path``; list what is there in ``found`` if given.
+
+        Each directory's watch is added before it is read, so an entry made at any moment is
+        either seen by the scan or reported by inotify (now and then by both).
+        """
         try:
             entries = list(os.scandir(path))
         except OSError:
             return
         for entry in entries:
+            child = os.path.join(rel, entry.name)
+            if found is not None:
+                found.append(child)
             if entry.is_dir(follow_symlinks=False):
-                child = os.path.join(rel, entry.name)
                 self._add(entry.path, child)
-                self._add_tree(entry.path, child)
+                self._add_tree(entry.path, child, found)
 
     def _ready(self) -> None:
         try:
@@ -125,11 +132,14 @@ class Watch:
                 continue
             rel = os.path.join(base, name) if name else base
             full = os.path.join(self.root, rel)
+            # What a new directory already held when its watch was added: a process that
+            # makes a directory and writes into it at once is faster than this loop.
+            found: list[str] = []
             if mask & (_IN_CREATE | _IN_MOVED_TO):
                 kind = "EVENT_TYPE_CREATE"
                 if self.recursive and mask & _IN_ISDIR:
                     self._add(full, rel)
-                    self._add_tree(full, rel)
+                    self._add_tree(full, rel, found)
             elif mask & _IN_MODIFY:
                 kind = "EVENT_TYPE_WRITE"
             elif mask & _IN_DELETE:
@@ -140,18 +150,22 @@ class Watch:
                 kind = "EVENT_TYPE_CHMOD"
             else:
                 continue
-            event: dict[str, Any] = {"name": rel, "type": kind}
             # A burst of writes to one file is one event to the reader.
             if events and events[-1]["name"] == rel and events[-1]["type"] == kind:
                 continue
-            if self.include_entry and kind not in ("EVENT_TYPE_REMOVE", "EVENT_TYPE_RENAME"):
-                with contextlib.suppress(OSError, ConnectError):
-                    event["entry"] = self._entry_info(full)
-            events.append(event)
+            events.append(self._event(rel, kind))
+            events.extend(self._event(child, "EVENT_TYPE_CREATE") for child in found)
         if events:
             self._sink(events)
         if root_gone:
             self.close()
+
+    def _event(self, rel: str, kind: str) -> dict[str, Any]:
+        event: dict[str, Any] = {"name": rel, "type": kind}
+        if self.include_entry and kind not in ("EVENT_TYPE_REMOVE", "EVENT_TYPE_RENAME"):
+            with contextlib.suppress(OSError, ConnectError):
+                event["entry"] = self._entry_info(os.path.join(self.root, rel))
+        return event
 
     def close(self) -> None:
         if self.closed:

@@ -152,8 +152,8 @@ class Files:
         if not written:
             raise _BadRequest(400, "no file in the request")
         for item in written:
+            self._replace_metadata(item["path"], metadata)
             if metadata:
-                self._set_metadata(item["path"], metadata)
                 item["metadata"] = metadata
         await send_json(send, 200, written)
 
@@ -234,7 +234,13 @@ class Files:
             raise _BadRequest(400, "the multipart body ended early")
 
     @staticmethod
-    def _set_metadata(path: str, metadata: Mapping[str, str]) -> None:
+    def _replace_metadata(path: str, metadata: Mapping[str, str]) -> None:
+        """Make ``metadata`` the file's whole metadata: a write replaces it, as on E2B."""
+        with contextlib.suppress(OSError):
+            for name in os.listxattr(path, follow_symlinks=False):
+                if name.startswith(XATTR_PREFIX) and name[len(XATTR_PREFIX) :] not in metadata:
+                    with contextlib.suppress(OSError):
+                        os.removexattr(path, name, follow_symlinks=False)
         for key, value in metadata.items():
             with contextlib.suppress(OSError):
                 os.setxattr(path, XATTR_PREFIX + key, value.encode())

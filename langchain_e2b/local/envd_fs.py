@@ -196,13 +196,15 @@ class Filesystem:
             raise rpc.from_os_error(exc, destination) from None
 
     def remove(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Remove: delete a file, a symlink or a whole directory tree."""
+        """Remove: delete a file, a symlink or a directory tree; a missing path is no error."""
         path = self.resolve(field(request, "path", ""))
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             else:
                 os.unlink(path)
+        except FileNotFoundError:
+            pass  # E2B's envd removes a missing path silently: the caller's goal already holds
         except OSError as exc:
             raise rpc.from_os_error(exc, path) from None
         return {}

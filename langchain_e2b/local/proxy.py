@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from langchain_e2b.local import _connect, _signature
 from langchain_e2b.local._http import (
     Receive,
     Scope,
@@ -41,6 +42,13 @@ async def handle(supervisor: Supervisor, scope: Scope, receive: Receive, send: S
     """Forward one request to the agent of the sandbox it names, streaming both ways."""
     sandbox_id = header(scope, "e2b-sandbox-id")
     sandbox = supervisor.sandboxes.get(sandbox_id or "")
+    if sandbox is None and sandbox_id is None and _signature.is_signed(scope):
+        # A signed file URL names no sandbox: it is for the one whose token made the signature.
+        tokens = ((s.envd_token, s) for s in supervisor.sandboxes.values())
+        sandbox = _signature.signer(scope, tokens)
+        if sandbox is None:
+            await send_error(send, 401, "invalid signature (or its sandbox is gone)")
+            return
     if sandbox is None:
         if sandbox_id is None and scope["path"] == "/health":
             await send_response(send, 204)
@@ -48,8 +56,12 @@ async def handle(supervisor: Supervisor, scope: Scope, receive: Receive, send: S
         await send_json(send, 502, {"sandboxId": sandbox_id, "message": _NOT_FOUND, "code": 502})
         return
     if not _token_ok(scope, sandbox):
-        await send_error(send, 401, "missing or wrong access token for this sandbox")
-        return
+        refused: str | None = "missing or wrong access token for this sandbox"
+        if header(scope, "x-access-token") is None and _signature.is_signed(scope):
+            refused = _signature.refusal(scope, sandbox.envd_token)
+        if refused is not None:
+            await send_error(send, 401, refused)
+            return
     headers = [
         (k.decode("latin-1"), v.decode("latin-1"))
         for k, v in scope["headers"]
@@ -101,8 +113,23 @@ async def handle(supervisor: Supervisor, scope: Scope, receive: Receive, send: S
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": out_headers}
         )
-        async for chunk in response.aiter_raw():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        streaming = response.headers.get("content-type") == _connect.STREAM_CONTENT_TYPE
+        frames = _connect.FrameTracker() if streaming else None
+        try:
+            async for chunk in response.aiter_raw():
+                if frames is not None:
+                    frames.feed(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except httpx.TransportError:
+            if frames is None or not frames.between_messages:
+                raise
+            # The sandbox went away mid-stream (killed): end the stream the way E2B's proxy does.
+            gone = (
+                f"the connection to sandbox {sandbox.sandbox_id} ended before the stream completed"
+            )
+            body = _connect.end_stream(_connect.ConnectError("unavailable", gone))
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     # A client that goes away (the SDK's own timeout) must be seen by the agent as a

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import mimetypes
 import os
+import re
 import stat
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -34,6 +35,9 @@ from langchain_e2b.local._multipart import MultipartError, MultipartParser, boun
 from langchain_e2b.local.envd_fs import XATTR_PREFIX
 
 FILE_CHUNK = 256 * 1024
+# A file name that can go in a quoted Content-Disposition filename as it is (printable ASCII
+# without the quote and the backslash).
+_PLAIN_NAME = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
 
 
 class _BadRequest(Exception):
@@ -69,10 +73,7 @@ class Files:
         raw = query(scope).get("path")
         if not raw:
             raise _BadRequest(400, "the path query parameter is required")
-        try:
-            path = self.resolve(raw)
-        except ConnectError as exc:
-            raise _BadRequest(400, exc.message) from None
+        path = self._path(raw)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
@@ -89,10 +90,10 @@ class Files:
                 raise _BadRequest(400, f"path '{path}' is not a regular file")
             os.set_blocking(fd, True)
             name = os.path.basename(path)
-            try:
-                name.encode("ascii")
+            if _PLAIN_NAME.fullmatch(name):
                 disposition = f'inline; filename="{name}"'
-            except UnicodeEncodeError:
+            else:
+                # Control characters may not appear in a header at all: percent-encode.
                 disposition = f"inline; filename*=UTF-8''{quote(name)}"
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
             headers = [("content-disposition", disposition), ("vary", "Accept-Encoding")]
@@ -157,11 +158,22 @@ class Files:
                 item["metadata"] = metadata
         await send_json(send, 200, written)
 
-    def _open_sink(self, raw: str) -> _FileSink:
+    def _path(self, raw: str) -> str:
+        """The absolute path a request names; a 400 for a path ``/files`` cannot serve."""
+        if "\r" in raw or "\n" in raw:
+            raise _BadRequest(
+                400,
+                f"the path {raw!r} contains a line break (CR or LF), which file transfers do not "
+                "support; use a name without line breaks (rename the file with a command, "
+                "for example mv) and try again",
+            )
         try:
-            path = self.resolve(raw)
+            return self.resolve(raw)
         except ConnectError as exc:
             raise _BadRequest(400, exc.message) from None
+
+    def _open_sink(self, raw: str) -> _FileSink:
+        path = self._path(raw)
         try:
             return _FileSink(path)
         except IsADirectoryError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import time
 import urllib.error
 import urllib.parse
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from e2b import AsyncSandbox, FilesystemEventType, Sandbox, SandboxException
+from e2b.exceptions import InvalidArgumentException
 from e2b.sandbox.signature import get_signature
 
 
@@ -241,3 +243,40 @@ def test_killing_the_sandbox_ends_a_waiting_sync_command(e2b_connection: dict[st
         assert "ended before the stream completed" in str(info.value)
     finally:
         sandbox.kill()
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["line\nfeed.txt", "carriage\rreturn.txt"])
+def test_a_line_break_in_a_files_path_is_a_clear_400(sbx: Sandbox, name: str) -> None:
+    path = f"{_fresh_dir(sbx)}/{name}"
+    sbx.commands.run(f"printf data > {shlex.quote(path)}")
+    with pytest.raises(InvalidArgumentException, match="line break"):
+        sbx.files.read(path)
+    with pytest.raises(InvalidArgumentException, match="line break"):
+        sbx.files.write(path, "new")
+    assert sbx.commands.run(f"cat {shlex.quote(path)}").stdout == "data"
+    # The same request on the wire: a 400 in E2B's error shape that says what to do.
+    for method in ("GET", "POST"):
+        response = httpx.request(
+            method,
+            sbx.download_url(path) if method == "GET" else sbx.upload_url(path),
+            files={"file": ("f", b"new")} if method == "POST" else None,
+            timeout=30,
+        )
+        assert response.status_code == 400, response.text
+        body = response.json()
+        assert body["code"] == 400
+        assert "line break" in body["message"]
+        assert "rename" in body["message"]
+
+
+def test_names_with_quotes_and_control_characters_download(sbx: Sandbox) -> None:
+    root = _fresh_dir(sbx)
+    for name in ('quote"and\\backslash.txt', "tab\there.txt", "bell\x07.txt", "naïve.txt"):
+        path = f"{root}/{name}"
+        sbx.files.write(path, name)
+        assert sbx.files.read(path) == name
+        with urllib.request.urlopen(sbx.download_url(path, "user"), timeout=30) as response:
+            assert response.read() == name.encode()

@@ -8,7 +8,9 @@ import gzip
 import json
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,7 +193,7 @@ async def test_stream_input(envd_client: AgentClient) -> None:
         chunks = response.aiter_raw()
         pid = json.loads((await anext(chunks))[5:])["event"]["start"]["pid"]
 
-        async def requests():  # type: ignore[no-untyped-def]
+        async def requests() -> AsyncIterator[bytes]:
             yield envelope({"start": {"process": {"pid": pid}}})
             for part in ("one ", "two"):
                 yield envelope({"data": {"input": {"stdin": b64(part)}}})
@@ -538,7 +540,7 @@ async def test_watch_dir_stream(envd_client: AgentClient, envd_agent: AgentProce
         buffer = await anext(chunks)
         assert _frames(buffer)[0] == (0, {"start": {}})
         (envd_agent.home / "ws/new.txt").write_text("hello")
-        seen: list[dict[str, object]] = []
+        seen: list[dict[str, Any]] = []
         while not any(m.get("filesystem", {}).get("type") == "EVENT_TYPE_WRITE" for m in seen):
             buffer += await anext(chunks)
             seen = [m for _, m in _frames(buffer, partial=True)]
@@ -547,7 +549,7 @@ async def test_watch_dir_stream(envd_client: AgentClient, envd_agent: AgentProce
     events = [m["filesystem"] for m in seen if "filesystem" in m]
     assert events[0]["name"] == "new.txt"
     assert events[0]["type"] == "EVENT_TYPE_CREATE"
-    assert events[-1]["entry"]["size"] == "5"  # type: ignore[index]
+    assert events[-1]["entry"]["size"] == "5"
     _, end_stream = await envd_client.collect(
         "filesystem.Filesystem/WatchDir", {"path": "ws/new.txt"}
     )
@@ -587,7 +589,7 @@ def _live_group_members(pgid: int) -> list[int]:
     return members
 
 
-def _frames(data: bytes, *, partial: bool = False) -> list[tuple[int, dict[str, object]]]:
+def _frames(data: bytes, *, partial: bool = False) -> list[tuple[int, dict[str, Any]]]:
     out = []
     while len(data) >= 5:
         size = int.from_bytes(data[1:5], "big")
@@ -598,8 +600,8 @@ def _frames(data: bytes, *, partial: bool = False) -> list[tuple[int, dict[str, 
     return out
 
 
-def _messages(data: bytes) -> list[dict[str, object]]:
-    return [m for flags, m in _frames(data) if flags == 0]  # type: ignore[misc]
+def _messages(data: bytes) -> list[dict[str, Any]]:
+    return [m for flags, m in _frames(data) if flags == 0]
 
 
 async def test_code_interpreter_template_routes_jupyter(tmp_path: Path) -> None:

@@ -291,7 +291,7 @@ async def test_async_files_and_watch(asbx: AsyncSandbox) -> None:
         await asbx.files.write(f"{base}/a.txt", "hi")
         await asyncio.wait_for(got.wait(), 20)
     finally:
-        await handle.stop()
+        await handle.stop()  # type: ignore[no-untyped-call]
     assert events[0].name == "a.txt"
     assert events[0].type == FilesystemEventType.CREATE
     assert await asbx.files.read(f"{base}/a.txt") == "hi"

@@ -7,17 +7,24 @@ from importlib import metadata
 from e2b import ConnectionConfig
 
 from langchain_e2b.errors import (
+    E2BBackendUnreachableError,
     E2BConfigError,
     E2BError,
+    E2BFileError,
+    E2BFileNotFoundError,
+    E2BInvalidArgumentError,
     E2BSandboxError,
+    E2BSandboxGoneError,
     E2BSessionClosedError,
     E2BToolInputError,
 )
+from langchain_e2b.notebook import HistoryRecorder
 from langchain_e2b.session import (
     CodeResult,
     CommandResult,
     E2BSandboxSession,
     FileEntry,
+    SandboxBackend,
     SessionEvent,
     SessionProvider,
 )
@@ -43,14 +50,19 @@ ConnectionConfig.set_integration(f"langchain-e2b/{__version__}")
 __all__ = [
     "CodeResult",
     "CommandResult",
+    "E2BBackendUnreachableError",
     "E2BCodeInterpreterTool",
     "E2BConfigError",
     "E2BEditFileTool",
     "E2BError",
+    "E2BFileError",
+    "E2BFileNotFoundError",
     "E2BInstallPackagesTool",
+    "E2BInvalidArgumentError",
     "E2BListFilesTool",
     "E2BReadFileTool",
     "E2BSandboxError",
+    "E2BSandboxGoneError",
     "E2BSandboxSession",
     "E2BSandboxToolkit",
     "E2BSessionClosedError",
@@ -58,6 +70,8 @@ __all__ = [
     "E2BToolInputError",
     "E2BWriteFileTool",
     "FileEntry",
+    "HistoryRecorder",
+    "SandboxBackend",
     "SessionEvent",
     "SessionProvider",
     "__version__",

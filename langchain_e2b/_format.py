@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -50,6 +51,10 @@ class CodeResult:
         timed_out: Whether the cell was interrupted because it ran past its timeout.
         timeout: The timeout in seconds that applied to the cell (``None`` for no limit).
         notice: A sentence the model must read first (for example, that the sandbox was restarted).
+        output_omitted: Characters of stdout and stderr not kept by the caller (the middle of a
+            very long output, replaced by a marker line); 0 when everything was kept.
+        output_path: Where the complete stdout and stderr are saved inside the sandbox when
+            ``output_omitted`` is not 0 (``None`` if they could not be saved).
     """
 
     code: str
@@ -63,6 +68,8 @@ class CodeResult:
     timed_out: bool = False
     timeout: float | None = None
     notice: str | None = None
+    output_omitted: int = 0
+    output_path: str | None = None
 
     @property
     def text(self) -> str | None:
@@ -72,6 +79,13 @@ class CodeResult:
                 value = result["data"].get("text/plain")
                 return value if isinstance(value, str) else None
         return None
+
+    def render(self, *, include_images: bool = False) -> str:
+        """The text a model (or a person) should read for this cell, the notice first.
+
+        Use this in custom graph nodes: a restart notice is never lost at the head of the text.
+        """
+        return render_code(self, include_images=include_images).text
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable copy of the record."""
@@ -94,6 +108,10 @@ class CommandResult:
         pid: The process id of a background command.
         log_path: Where a background command's stdout and stderr are written inside the sandbox.
         notice: A sentence the model must read first (for example, that the sandbox was restarted).
+        output_omitted: Characters of stdout and stderr not kept by the caller (the middle of a
+            very long output, replaced by a marker line); 0 when everything was kept.
+        output_path: Where the complete stdout and stderr are saved inside the sandbox when
+            ``output_omitted`` is not 0 (``None`` if they could not be saved).
     """
 
     command: str
@@ -107,6 +125,12 @@ class CommandResult:
     pid: int | None = None
     log_path: str | None = None
     notice: str | None = None
+    output_omitted: int = 0
+    output_path: str | None = None
+
+    def render(self) -> str:
+        """The text a model (or a person) should read for this command, the notice first."""
+        return render_command(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable copy of the record."""
@@ -119,6 +143,67 @@ class Rendered:
 
     text: str
     images: list[dict[str, Any]] = field(default_factory=list)
+
+
+class OutputCapture:
+    """The head and the tail of a stream of text within ``limit`` characters.
+
+    Whatever a sandbox prints, the caller keeps at most this much of it while it streams: the
+    first two fifths of the budget, and the latest three fifths (errors usually come last). The
+    middle is only counted.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.head_limit = limit * 2 // 5
+        self.tail_limit = limit - self.head_limit
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail: deque[str] = deque()
+        self._tail_len = 0
+        self.omitted = 0
+        """Characters dropped from the middle."""
+
+    def add(self, text: str) -> str:
+        """Take the next chunk of the stream; return the text dropped from the middle for it."""
+        room = self.head_limit - self._head_len
+        if room > 0:
+            self._head.append(text[:room])
+            self._head_len += min(room, len(text))
+            text = text[room:]
+        if not text:
+            return ""
+        self._tail.append(text)
+        self._tail_len += len(text)
+        dropped: list[str] = []
+        while self._tail_len > self.tail_limit:
+            excess = self._tail_len - self.tail_limit
+            first = self._tail[0]
+            if len(first) <= excess:
+                self._tail.popleft()
+                dropped.append(first)
+            else:
+                self._tail[0] = first[excess:]
+                dropped.append(first[:excess])
+            self._tail_len -= len(dropped[-1])
+            self.omitted += len(dropped[-1])
+        return "".join(dropped)
+
+    def head(self) -> str:
+        """The kept head."""
+        return "".join(self._head)
+
+    def tail(self) -> str:
+        """The kept tail."""
+        return "".join(self._tail)
+
+    def text(self, note: str = "") -> str:
+        """What was kept, with one marker line where the middle was dropped."""
+        head, tail = self.head(), self.tail()
+        if not self.omitted:
+            return head + tail
+        where = f"; {note}" if note else ""
+        marker = f"[... {self.omitted} characters of output not kept here{where} ...]"
+        return f"{head.rstrip(chr(10))}\n{marker}\n{tail.lstrip(chr(10))}"
 
 
 # --- SDK objects -> records -------------------------------------------------------------------

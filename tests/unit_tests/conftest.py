@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from e2b_fakes import FakeAsyncSandbox, FakeBackend, FakeSandbox
 
-from langchain_e2b import session as session_module
+from langchain_e2b import _backend, _lifecycle
 from langchain_e2b.session import E2BSandboxSession
 
 FAKE_CONNECTION = {"api_key": "test-key", "api_url": "http://fake.invalid"}
@@ -19,10 +19,19 @@ def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBackend]:
     fake = FakeBackend()
     sync_cls = type("Sandbox", (FakeSandbox,), {"backend": fake})
     async_cls = type("AsyncSandbox", (FakeAsyncSandbox,), {"backend": fake})
-    monkeypatch.setattr(session_module, "Sandbox", sync_cls)
-    monkeypatch.setattr(session_module, "AsyncSandbox", async_cls)
+    monkeypatch.setattr(_lifecycle, "Sandbox", sync_cls)
+    monkeypatch.setattr(_lifecycle, "AsyncSandbox", async_cls)
+    monkeypatch.setattr(_backend, "Sandbox", sync_cls)
     yield fake
-    session_module._LIVE.clear()
+    _backend._LIVE.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backend_resolution() -> Iterator[None]:
+    # Each test resolves the backend from its own environment.
+    _backend._RESOLVED.clear()
+    yield
+    _backend._RESOLVED.clear()
 
 
 @pytest.fixture

@@ -6,11 +6,13 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from e2b_fakes import FakeBackend
 
+from langchain_e2b import _backend, _lifecycle, _sdk
 from langchain_e2b import session as session_module
 from langchain_e2b.errors import E2BConfigError, E2BSessionClosedError, E2BToolInputError
 from langchain_e2b.session import RESTART_NOTICE, E2BSandboxSession, SessionEvent
@@ -84,7 +86,7 @@ def test_parallel_threads_create_one_sandbox(
 
 
 def test_keepalive_pushes_expiry_only_when_due(
-    make_session: MakeSession, backend: FakeBackend
+    make_session: MakeSession, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = make_session(sandbox_timeout=300)
     for _ in range(20):
@@ -92,7 +94,10 @@ def test_keepalive_pushes_expiry_only_when_due(
     box = backend.boxes[session.sandbox_id or ""]
     # Create set the lifetime; fast calls do not need another push.
     assert box.timeouts == []
-    session._expires_at = time.monotonic() + 100  # as if 200 s had passed
+    real = time.monotonic
+    later = SimpleNamespace(monotonic=lambda: real() + 200)  # as if 200 s had passed
+    monkeypatch.setattr(_sdk, "time", later)
+    monkeypatch.setattr(_lifecycle, "time", later)
     session.run_code("1")
     assert box.timeouts == [300]
 
@@ -285,9 +290,9 @@ def test_atexit_hook_kills_sandboxes_of_open_sessions(
 ) -> None:
     session = make_session()
     session.run_code("1")
-    session_module._kill_live_sandboxes()
+    _backend.kill_live_sandboxes()
     assert backend.running() == []
-    assert session_module._LIVE == {}
+    assert _backend._LIVE == {}
 
 
 def test_listener_errors_do_not_break_calls(make_session: MakeSession) -> None:

@@ -24,7 +24,10 @@ class E2BSandboxToolkit(BaseToolkit):
 
             from langchain_e2b import E2BSandboxSession, E2BSandboxToolkit
 
-            toolkit = E2BSandboxToolkit(session=E2BSandboxSession(sandbox_timeout=600))
+            toolkit = E2BSandboxToolkit(
+                session=E2BSandboxSession(sandbox_timeout=600),
+                max_output_chars=8_000,  # what the model reads per call
+            )
             tools = toolkit.get_tools()  # run_code, run_command, read_file, ...
 
     Use it as a context manager (``with`` or ``async with``), or call ``close()``/``aclose()``,
@@ -39,6 +42,14 @@ class E2BSandboxToolkit(BaseToolkit):
     selected_tools: list[str] | None = None
     """Names of the tools to return (``run_code``, ``run_command``, ``read_file``,
     ``write_file``, ``edit_file``, ``list_files``, ``install_packages``); all when ``None``."""
+
+    max_output_chars: int | None = None
+    """Longest text a tool gives the model; longer output keeps its head and tail and the full
+    text is saved in the sandbox. ``None``: the session's setting (20,000 by default)."""
+
+    include_images: bool | None = None
+    """Whether PNG/JPEG outputs reach the model as image blocks. ``None``: the session's setting
+    (on by default)."""
 
     _tools: list[BaseTool] | None = PrivateAttr(default=None)
 
@@ -57,7 +68,14 @@ class E2BSandboxToolkit(BaseToolkit):
         """The tools, in a stable order, all sharing this toolkit's session."""
         if self._tools is None:
             names = self.selected_tools if self.selected_tools is not None else list(TOOL_CLASSES)
-            self._tools = [TOOL_CLASSES[name](session=self.session) for name in names]
+            self._tools = [
+                TOOL_CLASSES[name](
+                    session=self.session,
+                    max_output_chars=self.max_output_chars,
+                    include_images=self.include_images,
+                )
+                for name in names
+            ]
         return list(self._tools)
 
     def close(self) -> None:

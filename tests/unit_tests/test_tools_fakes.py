@@ -341,7 +341,7 @@ def test_install_packages_runs_one_quoted_command(
     assert message.status == "success"
     assert "Installed: pandas, numpy>=1.26." in str(message.content)
     command = backend.boxes[session.sandbox_id or ""].commands[-1]
-    assert command.endswith("--quiet pandas 'numpy>=1.26'")
+    assert command.endswith("--retries 1 pandas 'numpy>=1.26'")
     bad = call(tool, packages=["ok", "bad;rm"])
     assert bad.status == "error"
     assert backend.boxes[session.sandbox_id or ""].commands[-1] == command  # nothing ran

@@ -86,7 +86,7 @@ class Envd:
         self.processes.update_env(env)
 
     def kill_all(self) -> None:
-        """Kill every process group started here (their streams then end normally)."""
+        """Kill every process group: the sandbox is stopping (open streams end unavailable)."""
         self.processes.kill_all()
 
     async def close(self) -> None:

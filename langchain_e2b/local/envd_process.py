@@ -292,13 +292,19 @@ class Processes:
         self.global_env: dict[str, str] = {}
         self._procs: dict[int, _Process] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.stopping = False
 
     def update_env(self, env: Mapping[str, str]) -> None:
         """Merge global environment variables into the environment of later processes."""
         self.global_env.update(env)
 
     def kill_all(self) -> None:
-        """Kill every process group started here (their streams then end normally)."""
+        """Kill every process group started here: the sandbox is stopping.
+
+        Their open streams end with ``unavailable`` rather than an exit status, as on E2B when a
+        sandbox is killed under a running command (the SDK then reports the sandbox gone).
+        """
+        self.stopping = True
         for proc in list(self._procs.values()):
             proc.signal(signal.SIGKILL)
 
@@ -449,6 +455,12 @@ class Processes:
                 if kind != "end":
                     await stream.send({"event": {"data": {kind: _b64(payload)}}})
                     continue
+                if self.stopping:
+                    raise ConnectError(
+                        "unavailable",
+                        "the sandbox was stopped, so the connection to it ended before the "
+                        "stream completed",
+                    )
                 if process.timed_out:
                     raise ConnectError(
                         "deadline_exceeded",

@@ -22,8 +22,16 @@ from typing import Any
 
 import httpx
 import pytest
-from e2b import AsyncSandbox, FilesystemEventType, Sandbox, SandboxException
+from e2b import (
+    AsyncSandbox,
+    CommandExitException,
+    FilesystemEventType,
+    Sandbox,
+    SandboxException,
+)
 from e2b.exceptions import InvalidArgumentException
+
+from langchain_e2b.local import LocalRuntime
 
 
 @pytest.fixture(scope="module")
@@ -287,3 +295,17 @@ def test_names_with_quotes_and_control_characters_download(sbx: Sandbox) -> None
         assert sbx.files.read(path) == name
         with urllib.request.urlopen(sbx.download_url(path, "user"), timeout=30) as response:
             assert response.read() == name.encode()
+
+
+def test_killing_an_unjailed_sandbox_ends_a_waiting_command_too() -> None:
+    # Without a jail the agent is stopped with SIGTERM rather than killed with its namespace;
+    # the waiting client must still hear that the sandbox went away, not an exit status.
+    with LocalRuntime(pool_size=0, isolation=False) as runtime:
+        options: dict[str, Any] = runtime.connection_options()
+        sandbox = Sandbox.create(template="base", **options)
+        handle = sandbox.commands.run("sleep 60", background=True)
+        sandbox.kill()
+        with pytest.raises(SandboxException) as info:
+            handle.wait()
+        assert not isinstance(info.value, CommandExitException)
+        assert "ended before the stream completed" in str(info.value)

@@ -15,6 +15,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 Headers = Iterable[tuple[str, str]]
 
+# Scope key set once a request has shown a valid API key or sandbox token.
+AUTHENTICATED = "langchain_e2b.authenticated"
+
 
 class ClientDisconnected(Exception):
     """The HTTP client went away before the request body was read."""

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from langchain_e2b.local._http import (
+    AUTHENTICATED,
     Receive,
     Scope,
     Send,
@@ -29,6 +30,7 @@ from langchain_e2b.local.supervisor import (
 async def handle(supervisor: Supervisor, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one control-plane request (the API key is checked first)."""
     _check_api_key(supervisor, scope)
+    scope[AUTHENTICATED] = True
     method: str = scope["method"]
     parts = [p for p in scope["path"].split("/") if p]
     if parts[0] == "v2":

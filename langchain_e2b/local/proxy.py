@@ -11,6 +11,7 @@ import httpx
 
 from langchain_e2b.local import _connect, _signature
 from langchain_e2b.local._http import (
+    AUTHENTICATED,
     Receive,
     Scope,
     Send,
@@ -62,6 +63,7 @@ async def handle(supervisor: Supervisor, scope: Scope, receive: Receive, send: S
         if refused is not None:
             await send_error(send, 401, refused)
             return
+    scope[AUTHENTICATED] = True
     headers = [
         (k.decode("latin-1"), v.decode("latin-1"))
         for k, v in scope["headers"]

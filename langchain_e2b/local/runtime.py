@@ -8,6 +8,7 @@ import contextlib
 import logging
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -18,6 +19,11 @@ from typing import Any
 
 import uvicorn
 
+from langchain_e2b.local.connections import (
+    ConnectionGuard,
+    connection_cap,
+    raise_descriptor_limit,
+)
 from langchain_e2b.local.gateway import Gateway
 from langchain_e2b.local.jail import Limits
 
@@ -86,6 +92,7 @@ class LocalRuntime:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.gateway: Gateway | None = None
+        self.connections: ConnectionGuard | None = None
 
     @property
     def url(self) -> str:
@@ -135,12 +142,14 @@ class LocalRuntime:
         """Serve until stopped (``stop()`` or a signal in the foreground)."""
         sock = self._bind()
         self.gateway = self._make_gateway()
+        self.connections = ConnectionGuard(connection_cap(raise_descriptor_limit()))
         config = uvicorn.Config(
             self.gateway,
             lifespan="off",
             log_level="warning",
             access_log=False,
             timeout_keep_alive=75,
+            http=self.connections.protocol_class(),
         )
         self._server = uvicorn.Server(config)
         try:
@@ -262,5 +271,16 @@ def serve(
             print(f"export {key}={value}")
         print("Press Ctrl-C to stop it and every sandbox.", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runtime.serve(on_ready=announce))
+    def terminate(signum: int, frame: object) -> None:
+        # SIGTERM (what systemd, Docker and CI send) stops the runtime as cleanly as Ctrl-C:
+        # every sandbox killed, its files and cgroups removed. Later ones must not cut that
+        # cleanup short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(runtime.serve(on_ready=announce))
+    finally:
+        signal.signal(signal.SIGTERM, previous)

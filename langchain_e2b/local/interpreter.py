@@ -1,10 +1,21 @@
-"""The in-sandbox code interpreter: E2B's ``/execute`` and ``/contexts`` API over IPython kernels.
+"""The in-sandbox code interpreter: E2B's ``/execute`` and ``/contexts`` API over Jupyter kernels.
 
-Each code context is one ``ipykernel`` process driven with ``jupyter_client`` over ``ipc://``
-sockets in a private run directory. ``/execute`` streams newline-delimited JSON as the kernel
-produces it (see shared/e2b-protocol.md §5). Executions on one context run one at a time; a client
-that goes away interrupts its execution; a kernel that dies is restarted and the client is told
-that its state was lost.
+Each code context is one kernel process driven with ``jupyter_client``: IPython for Python and
+``bash_kernel`` for bash over ``ipc://`` sockets in a private run directory, and Deno's kernel
+(``deno jupyter``) for JavaScript and TypeScript, which speaks TCP only, on loopback ports. Only
+the default Python context starts with the sandbox; the others start when first asked for, so
+a sandbox that never runs JavaScript or bash pays nothing for them. ``/execute`` streams
+newline-delimited JSON as the kernel produces it (see shared/e2b-protocol.md §5). Executions on
+one context run one at a time; a client that goes away interrupts its execution, and a kernel
+that ignores the interrupt for a few seconds is restarted; a kernel that dies is restarted; the
+client is told when state was lost.
+
+Deno's kernel listens on loopback TCP ports, and its messages are signed with a key only this
+agent holds, so no other process can run code in it. A jail without its own network namespace
+(internet access allowed) shares the host's loopback: there, a local process that finds the
+ports could read a JavaScript context's output (a Jupyter output socket does not authenticate
+readers). Python and bash contexts use ``ipc://`` sockets in the agent's private directory and
+have no such gap.
 """
 
 from __future__ import annotations
@@ -15,13 +26,18 @@ import json
 import logging
 import os
 import queue
+import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +61,22 @@ from langchain_e2b.local._http import (
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_LANGUAGES = ("python",)
+# E2B's language names, as the SDK's ``RunCodeLanguage`` spells them.
+SUPPORTED_LANGUAGES = ("python", "javascript", "typescript", "bash")
+_ALIASES = {
+    "py": "python",
+    "python3": "python",
+    "js": "javascript",
+    "ts": "typescript",
+    "deno": "typescript",
+    "sh": "bash",
+    "shell": "bash",
+}
+# Languages E2B's code-interpreter template offers that this runtime has no kernel for.
+_NOT_SHIPPED = {
+    "r": "R (E2B's template runs it with IRkernel, which needs an R installation)",
+    "java": "Java (E2B's template runs it with IJava, which needs a JDK)",
+}
 KEEPALIVE_INTERVAL = 5.0
 # How often the relay loop looks up from the kernel's output to check the client and the kernel.
 POLL_INTERVAL = 0.5
@@ -63,6 +94,10 @@ MAX_TEXT_CHUNK = 1 << 20
 IOPUB_BACKLOG = 8
 
 _KERNEL_NAME = "langchain-e2b-python"
+_DENO_KERNEL_NAME = "langchain-e2b-deno"
+_BASH_KERNEL_NAME = "langchain-e2b-bash"
+# Deno may publish a cell's last messages just after it reports idle; wait this long for more.
+_LINGER = 0.05
 _INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 _STARTUP_MODULE = "_langchain_e2b_kernel"
 _STARTUP_FILE = Path(__file__).with_name("_kernel_startup.py")
@@ -136,16 +171,155 @@ def _normalize_language(language: str | None) -> str:
     if not language:
         return "python"
     language = language.strip().lower()
-    return {"js": "javascript", "ts": "typescript", "py": "python", "python3": "python"}.get(
-        language, language
-    )
+    return _ALIASES.get(language, language)
 
 
 def _unsupported_language(language: str) -> str:
+    supported = ", ".join(SUPPORTED_LANGUAGES)
+    if language in _NOT_SHIPPED:
+        return (
+            f"Language {language!r} is not available in this sandbox: the local runtime has no "
+            f"kernel for {_NOT_SHIPPED[language]}. Supported languages: {supported}."
+        )
+    return f"Language {language!r} is not supported. Supported languages: {supported}."
+
+
+@dataclass(frozen=True)
+class _Flavour:
+    """How contexts of one language are started and spoken to."""
+
+    language: str
+    display: str
+    kernel_name: str
+    # Deno's kernel binds TCP ports only; the others use ipc sockets.
+    transport: str = "ipc"
+    # Deno's kernel reports some failures (a syntax error) only in its reply, and may publish a
+    # cell's last output after it says it is idle.
+    linger: bool = False
+
+
+_PYTHON = _Flavour("python", "Python", _KERNEL_NAME)
+_FLAVOURS = {
+    "python": _PYTHON,
+    "javascript": _Flavour("javascript", "JavaScript", _DENO_KERNEL_NAME, "tcp", True),
+    "typescript": _Flavour("typescript", "TypeScript", _DENO_KERNEL_NAME, "tcp", True),
+    "bash": _Flavour("bash", "Bash", _BASH_KERNEL_NAME),
+}
+
+
+def _find_deno(path: str | None) -> str | None:
+    """The ``deno`` executable on ``path`` or beside the ``deno`` package, or None."""
+    found = shutil.which("deno", path=path)
+    if found:
+        return found
+    try:
+        from deno import find_deno_bin
+    except ImportError:
+        return None
+    try:
+        return str(find_deno_bin())
+    except (OSError, RuntimeError):
+        return None
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_code(language: str, env: Mapping[str, str], *, push: bool | None) -> str:
+    """Code that sets ``env`` in a kernel of ``language``.
+
+    ``push=True`` remembers the values it replaces and ``push=False`` restores them (``env``
+    then only names the variables); ``push=None`` sets them for good.
+    """
+    if language == "python":
+        if push is None:
+            return f"__import__('os').environ.update({dict(env)!r})"
+        if push:
+            return f"__import__({_STARTUP_MODULE!r}).push_env({dict(env)!r})"
+        return f"__import__({_STARTUP_MODULE!r}).pop_env()"
+    if language == "bash":
+        lines = []
+        for index, (key, value) in enumerate(sorted(env.items())):
+            saved = f"__e2b_env_{index}"
+            if push:
+                lines.append(f'{saved}_set="${{{key}+x}}"; {saved}="${{{key}-}}"')
+            if push is False:
+                lines.append(
+                    f'if [ -n "${saved}_set" ]; then export {key}="${saved}"; '
+                    f"else unset {key}; fi; unset {saved} {saved}_set"
+                )
+            else:
+                lines.append(f"export {key}={shlex.quote(value)}")
+        return "\n".join(lines)
+    # Deno (JavaScript and TypeScript)
+    data = json.dumps(dict(env))
+    if push is None:
+        return f"for (const [k, v] of Object.entries({data})) Deno.env.set(k, v);"
+    if push:
+        return (
+            "(globalThis.__e2bEnv ??= []).push(Object.fromEntries("
+            f"Object.keys({data}).map((k) => [k, Deno.env.get(k)])));"
+            f"for (const [k, v] of Object.entries({data})) Deno.env.set(k, v);"
+        )
     return (
-        f"Language {language!r} is not supported by this sandbox: it runs Python code only "
-        f"(supported languages: {', '.join(SUPPORTED_LANGUAGES)})."
+        "for (const [k, v] of Object.entries(globalThis.__e2bEnv?.pop() ?? {}))"
+        " v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);"
     )
+
+
+def _check_env_names(language: str, env: Mapping[str, str]) -> None:
+    if language == "bash":
+        for key in env:
+            if not _ENV_NAME.fullmatch(key):
+                raise ValueError(f"{key!r} is not a valid shell variable name")
+
+
+_DENO_ERROR_AT = re.compile(r"\s*at file://\S*?:(\d+):(\d+)\s*$")
+_DENO_ERROR_INLINE = re.compile(r"(.*?)\s+at file://\S*?:(\d+):(\d+)\s*")
+
+
+def _deno_syntax_error(deno: str, code: str, language: str) -> dict[str, Any] | None:
+    """Parse ``code`` without running it (``deno fmt``); the error line if it does not parse.
+
+    Deno's kernel answers a cell that does not parse with a bare "Execution failed"; its own
+    formatter says what and where.
+    """
+    try:
+        done = subprocess.run(
+            [deno, "fmt", "--ext", "ts" if language == "typescript" else "js", "-"],
+            input=code.encode(),
+            capture_output=True,
+            timeout=10,
+            env={**os.environ, "NO_COLOR": "1", "RUST_BACKTRACE": "0"},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode == 0:
+        return None
+    text = done.stderr.decode("utf-8", "replace").split("\nStack backtrace:")[0].strip()
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("error: "):
+        return None
+    head = lines[0][len("error: ") :]
+    where = ""
+    # Older releases put the position on the first line: "<message> at file:///...:2:11".
+    inline = _DENO_ERROR_INLINE.fullmatch(head)
+    if inline:
+        head = inline.group(1)
+        where = f"line {inline.group(2)}, column {inline.group(3)}"
+    name, _, message = head.partition(": ")
+    if not message or not name.isidentifier():
+        name, message = "SyntaxError", head
+    body = []
+    for line in lines[1:]:
+        found = _DENO_ERROR_AT.fullmatch(line)
+        if found:
+            where = f"line {found.group(1)}, column {found.group(2)}"
+        else:
+            body.append(line)
+    value = f"{message} ({where})" if where else message
+    traceback = "\n".join([*body, f"{name}: {value}"]).strip("\n")
+    return _error_line(name, value, traceback)
 
 
 def _timestamp(header: Mapping[str, Any]) -> str:
@@ -194,11 +368,16 @@ def _validate_env(env: Any) -> dict[str, str]:
 
 
 class _Kernel:
-    """One code context: an IPython kernel process and the client that drives it."""
+    """One code context: a kernel process and the client that drives it."""
 
-    def __init__(self, *, context_id: str, language: str, cwd: str, run_dir: str) -> None:
+    def __init__(
+        self, *, context_id: str, language: str, cwd: str, run_dir: str, deno: str | None = None
+    ) -> None:
         self.id = context_id
         self.language = language
+        self.flavour = _FLAVOURS[language]
+        # The deno executable, for Deno contexts (their syntax errors are found with it).
+        self.deno = deno
         self.cwd = cwd
         self._run_dir = run_dir
         # Serialises executions (and their env-var set-up and clean-up) on this context.
@@ -231,18 +410,31 @@ class _Kernel:
         self._launches += 1
         stem = os.path.join(self._run_dir, f"{self.id[:8]}-{self._launches}")
         spec_dir = os.path.join(self._run_dir, "kernels")
+        tcp = self.flavour.transport == "tcp"
         km = AsyncKernelManager(
-            kernel_name=_KERNEL_NAME,
+            kernel_name=self.flavour.kernel_name,
             kernel_spec_manager=KernelSpecManager(kernel_dirs=[spec_dir]),
-            transport="ipc",
-            ip=stem,
+            transport=self.flavour.transport,
+            ip="127.0.0.1" if tcp else stem,
             connection_file=f"{stem}.json",
         )
         km.shutdown_wait_time = 2.0
         self._km = km
-        # Figures display inline, as in Jupyter, even when the sandbox's base environment
-        # picks a headless backend for commands (ipykernel only fills in an unset variable).
-        kernel_env = {**env, "MPLBACKEND": _INLINE_BACKEND}
+        if self.flavour.kernel_name == _DENO_KERNEL_NAME:
+            home = env.get("HOME") or self.cwd
+            kernel_env = {
+                # Deno caches compiled code and modules here; the default is the same place,
+                # made explicit so a jail's read-only system directories are never tried.
+                "DENO_DIR": os.path.join(home, ".cache", "deno"),
+                "DENO_NO_UPDATE_CHECK": "1",
+                "DENO_NO_PROMPT": "1",
+                "NO_COLOR": "1",
+                **env,
+            }
+        else:
+            # Figures display inline, as in Jupyter, even when the sandbox's base environment
+            # picks a headless backend for commands (ipykernel only fills in an unset variable).
+            kernel_env = {**env, "MPLBACKEND": _INLINE_BACKEND}
         await km.start_kernel(env=kernel_env, cwd=self.cwd, stdout=subprocess.DEVNULL)
         kc = km.client()
         kc.session.unpack = _lenient_unpack
@@ -312,6 +504,20 @@ class _Kernel:
         )
         return msg_id
 
+    async def reply(self, msg_id: str, timeout: float) -> dict[str, Any] | None:
+        """The shell reply to ``msg_id`` (its content), or None if none comes in ``timeout``."""
+        kc = self._kc
+        if kc is None:
+            return None
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(Exception):
+            while (left := deadline - time.monotonic()) > 0:
+                msg = await kc.get_shell_msg(timeout=left)
+                if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    content = msg.get("content")
+                    return content if isinstance(content, dict) else None
+        return None
+
     async def drain_replies(self) -> None:
         """Discard shell replies nobody waits for (progress is followed on IOPub)."""
         kc = self._kc
@@ -352,15 +558,17 @@ class _Stream:
                 await send_chunk(self._send, b"", more=False)
 
 
-async def _next_message(client: Any, disconnected: asyncio.Event | None = None) -> Any:
-    """The kernel's next IOPub message, or None after :data:`POLL_INTERVAL` without one.
+async def _next_message(
+    client: Any, disconnected: asyncio.Event | None = None, timeout: float = POLL_INTERVAL
+) -> Any:
+    """The kernel's next IOPub message, or None after ``timeout`` seconds without one.
 
     If ``disconnected`` is set while waiting (the client went away), the wait ends at once with
     None, so the execution can be interrupted without delay.
     """
     # In a task of its own: closing the channel (a restart or stop elsewhere) cancels the
     # pending poll, and that must not look like a cancellation of the caller.
-    read = asyncio.ensure_future(client.get_iopub_msg(timeout=POLL_INTERVAL))
+    read = asyncio.ensure_future(client.get_iopub_msg(timeout=timeout))
     gone = asyncio.ensure_future((disconnected or asyncio.Event()).wait())
     try:
         await asyncio.wait({read, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -402,15 +610,16 @@ class Interpreter:
         self._env = dict(env)
         self._run_dir = run_dir
         self._contexts: dict[str, _Kernel] = {}
-        self._default_id: str | None = None
-        self._default_lock = asyncio.Lock()
-        self._spec_written = False
+        # The context ``/execute`` uses for a language when it names no context.
+        self._defaults: dict[str, str] = {}
+        self._default_locks: dict[str, asyncio.Lock] = {}
+        self._specs_written: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the default Python context; return once it can execute code."""
-        await self._default()
+        await self._default("python")
 
     async def update_env(self, env: dict[str, str]) -> None:
         """Merge global environment variables into running kernels and future ones."""
@@ -418,44 +627,88 @@ class Interpreter:
         self._env.update(env)
         if not env:
             return
-        code = f"__import__('os').environ.update({env!r})"
         for kernel in list(self._contexts.values()):
             # Queued on the kernel's shell channel: it runs after any execution in progress and
             # before any later one, which is the order the caller expects.
             with contextlib.suppress(Exception):
                 if not kernel.closed and await kernel.is_alive():
-                    kernel.send(code, silent=True)
+                    usable = {
+                        k: v
+                        for k, v in env.items()
+                        if kernel.language != "bash" or _ENV_NAME.fullmatch(k)
+                    }
+                    kernel.send(_env_code(kernel.language, usable, push=None), silent=True)
 
     async def close(self) -> None:
         """Shut every kernel down."""
         kernels = list(self._contexts.values())
         self._contexts.clear()
-        self._default_id = None
+        self._defaults.clear()
         await asyncio.gather(*(k.stop() for k in kernels), return_exceptions=True)
 
     # -- contexts -------------------------------------------------------------------------------
 
-    def _write_kernel_spec(self) -> None:
-        if self._spec_written:
+    def _deno(self) -> str | None:
+        return _find_deno(self._env.get("PATH"))
+
+    def _missing(self, language: str) -> str | None:
+        """Why ``language`` cannot run here (a sentence saying what to install), or None."""
+        if language in ("javascript", "typescript") and self._deno() is None:
+            return (
+                f"{_FLAVOURS[language].display} runs on Deno's Jupyter kernel, and no deno"
+                " executable was found: install langchain-e2b's local extra (pip install"
+                " 'langchain-e2b[local]'), which brings the deno package."
+            )
+        if language == "bash" and find_spec("bash_kernel") is None:
+            return (
+                "Bash contexts need the bash_kernel package: install langchain-e2b's local"
+                " extra (pip install 'langchain-e2b[local]')."
+            )
+        return None
+
+    def _write_kernel_spec(self, flavour: _Flavour) -> None:
+        if flavour.kernel_name in self._specs_written:
             return
-        spec_dir = Path(self._run_dir, "kernels", _KERNEL_NAME)
+        spec_dir = Path(self._run_dir, "kernels", flavour.kernel_name)
         spec_dir.mkdir(parents=True, exist_ok=True)
-        loader = spec_dir / "startup.py"
-        loader.write_text(_loader_source())
-        spec = {
-            "argv": _kernel_argv(str(loader)),
-            "display_name": "Python 3",
-            "language": "python",
-            "interrupt_mode": "signal",
-            "metadata": {"debugger": False},
-        }
+        spec: dict[str, Any]
+        if flavour.kernel_name == _DENO_KERNEL_NAME:
+            spec = {
+                "argv": [self._deno(), "jupyter", "--kernel", "--conn", "{connection_file}"],
+                "display_name": "Deno",
+                "language": "typescript",
+                # SIGINT ends Deno's kernel; an interrupt request stops the running code.
+                "interrupt_mode": "message",
+            }
+        elif flavour.kernel_name == _BASH_KERNEL_NAME:
+            spec = {
+                "argv": [sys.executable, "-m", "bash_kernel", "-f", "{connection_file}"],
+                "display_name": "Bash",
+                "language": "bash",
+                "interrupt_mode": "signal",
+            }
+        else:
+            loader = spec_dir / "startup.py"
+            loader.write_text(_loader_source())
+            spec = {
+                "argv": _kernel_argv(str(loader)),
+                "display_name": "Python 3",
+                "language": "python",
+                "interrupt_mode": "signal",
+                "metadata": {"debugger": False},
+            }
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
-        self._spec_written = True
+        self._specs_written.add(flavour.kernel_name)
 
     async def _create(self, language: str, cwd: str) -> _Kernel:
-        self._write_kernel_spec()
+        flavour = _FLAVOURS[language]
+        self._write_kernel_spec(flavour)
         kernel = _Kernel(
-            context_id=str(uuid.uuid4()), language=language, cwd=cwd, run_dir=self._run_dir
+            context_id=str(uuid.uuid4()),
+            language=language,
+            cwd=cwd,
+            run_dir=self._run_dir,
+            deno=self._deno() if flavour.linger else None,
         )
         self._contexts[kernel.id] = kernel
         try:
@@ -466,12 +719,13 @@ class Interpreter:
             raise
         return kernel
 
-    async def _default(self) -> _Kernel:
-        async with self._default_lock:
-            kernel = self._contexts.get(self._default_id or "")
+    async def _default(self, language: str) -> _Kernel:
+        lock = self._default_locks.setdefault(language, asyncio.Lock())
+        async with lock:
+            kernel = self._contexts.get(self._defaults.get(language, ""))
             if kernel is None:
-                kernel = await self._create("python", self._home)
-                self._default_id = kernel.id
+                kernel = await self._create(language, self._home)
+                self._defaults[language] = kernel.id
             return kernel
 
     # -- ASGI -----------------------------------------------------------------------------------
@@ -511,6 +765,9 @@ class Interpreter:
             language = _normalize_language(body.get("language"))
             if language not in SUPPORTED_LANGUAGES:
                 raise ValueError(_unsupported_language(language))
+            missing = self._missing(language)
+            if missing:
+                raise ValueError(missing)
             cwd = resolve_cwd(self._home, body.get("cwd"))
         except ValueError as exc:  # JSONDecodeError included
             await _text(send, 400, str(exc))
@@ -528,8 +785,8 @@ class Interpreter:
         if kernel is None:
             await _text(send, 404, f"Context {context_id} not found")
             return
-        if context_id == self._default_id:
-            self._default_id = None
+        if self._defaults.get(kernel.language) == context_id:
+            del self._defaults[kernel.language]
         await kernel.stop()
         await send_response(send, 204)
 
@@ -573,12 +830,22 @@ class Interpreter:
             if normalized not in SUPPORTED_LANGUAGES:
                 await _text(send, 400, _unsupported_language(normalized))
                 return
-            try:
-                kernel = await self._default()
-            except Exception as exc:
-                logger.exception("starting the default kernel failed")
-                await _text(send, 500, f"Failed to start the Python kernel: {exc}")
+            missing = self._missing(normalized)
+            if missing:
+                await _text(send, 400, missing)
                 return
+            try:
+                kernel = await self._default(normalized)
+            except Exception as exc:
+                logger.exception("starting the default %s kernel failed", normalized)
+                display = _FLAVOURS[normalized].display
+                await _text(send, 500, f"Failed to start the {display} kernel: {exc}")
+                return
+        try:
+            _check_env_names(kernel.language, env_vars)
+        except ValueError as exc:
+            await _text(send, 400, str(exc))
+            return
 
         await start_stream(send, 200, "application/x-ndjson")
         disconnected = asyncio.Event()
@@ -638,7 +905,7 @@ class Interpreter:
                 )
                 return
             if not await kernel.is_alive():
-                notice = self._death_message(kernel, "The Python kernel had stopped")
+                notice = self._death_message(kernel, "had stopped")
                 failure = await self._recover(kernel, kernel.generation)
                 if failure is not None:
                     await stream.emit(_error_line("KernelDied", failure))
@@ -652,19 +919,20 @@ class Interpreter:
             generation = kernel.generation
             await kernel.drain_replies()
             if env_vars:
-                kernel.send(f"__import__({_STARTUP_MODULE!r}).push_env({env_vars!r})", silent=True)
+                kernel.send(_env_code(kernel.language, env_vars, push=True), silent=True)
             msg_id = kernel.send(code, silent=False)
             try:
-                await self._relay(kernel, generation, msg_id, stream, disconnected)
+                await self._relay(kernel, generation, msg_id, code, stream, disconnected)
             finally:
                 if env_vars and kernel.generation == generation and not kernel.closed:
                     with contextlib.suppress(Exception):
-                        kernel.send(f"__import__({_STARTUP_MODULE!r}).pop_env()", silent=True)
+                        kernel.send(_env_code(kernel.language, env_vars, push=False), silent=True)
         finally:
             kernel.lock.release()
 
     @staticmethod
     def _death_message(kernel: _Kernel, what: str) -> str:
+        what = f"The {kernel.flavour.display} kernel {what}"
         status = kernel.exit_status()
         detail = ""
         if status is not None and status < 0:
@@ -685,7 +953,7 @@ class Interpreter:
             await kernel.restart(self._env)
         except Exception as exc:
             logger.exception("restarting a dead kernel failed")
-            return f"Restarting the Python kernel failed: {exc}"
+            return f"Restarting the {kernel.flavour.display} kernel failed: {exc}"
         return None
 
     async def _relay(
@@ -693,10 +961,12 @@ class Interpreter:
         kernel: _Kernel,
         generation: int,
         msg_id: str,
+        code: str,
         stream: _Stream,
         disconnected: asyncio.Event,
     ) -> None:
         """Forward the kernel's output for ``msg_id`` until the kernel is idle again."""
+        errored = False
         interrupted_at: float | None = None
         last_interrupt = 0.0
         client = kernel.client
@@ -736,7 +1006,7 @@ class Interpreter:
             msg = await _next_message(client, None if disconnected.is_set() else disconnected)
             if msg is None:
                 if kernel.generation == generation and not await kernel.is_alive():
-                    message = self._death_message(kernel, "The Python kernel died during execution")
+                    message = self._death_message(kernel, "died during execution")
                     if disconnected.is_set():
                         kernel.notice = message
                     await stream.emit(_error_line("KernelDied", message))
@@ -750,10 +1020,38 @@ class Interpreter:
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
-            if await self._forward(msg, stream):
+            errored = errored or msg.get("msg_type") == "error"
+            if await self._forward(kernel, msg, stream):
+                if kernel.flavour.linger:
+                    await self._linger(kernel, msg_id, code, stream, errored=errored)
                 return
 
-    async def _forward(self, msg: Mapping[str, Any], stream: _Stream) -> bool:
+    async def _linger(
+        self, kernel: _Kernel, msg_id: str, code: str, stream: _Stream, *, errored: bool
+    ) -> None:
+        """Finish a Deno execution: its late output, and the error only its reply tells."""
+        reply = await kernel.reply(msg_id, timeout=1.0)
+        while True:
+            late = await _next_message(kernel.client, timeout=_LINGER)
+            if late is None:
+                break
+            if late.get("parent_header", {}).get("msg_id") == msg_id:
+                errored = errored or late.get("msg_type") == "error"
+                await self._forward(kernel, late, stream)
+        if errored or not reply or reply.get("status") != "error":
+            return
+        line = None
+        if kernel.deno:
+            line = await asyncio.to_thread(_deno_syntax_error, kernel.deno, code, kernel.language)
+        if line is None:
+            line = _error_line(
+                str(reply.get("ename") or "Error"),
+                str(reply.get("evalue") or "Execution failed"),
+                "\n".join(str(x) for x in reply.get("traceback") or []),
+            )
+        await stream.emit(line)
+
+    async def _forward(self, kernel: _Kernel, msg: Mapping[str, Any], stream: _Stream) -> bool:
         """Send one kernel message on; True when it ends the execution."""
         kind = msg.get("msg_type")
         content = msg.get("content", {})
@@ -776,11 +1074,14 @@ class Interpreter:
             if data:
                 await stream.emit(_result_line(data, is_main_result=kind == "execute_result"))
         elif kind == "error":
+            name = str(content.get("ename") or "Error")
+            value = str(content.get("evalue", ""))
+            if kernel.language == "bash" and value.isdigit():
+                # bash_kernel reports a failing last command by its exit status alone.
+                value = f"exit status {value}"
             await stream.emit(
                 _error_line(
-                    str(content.get("ename", "Error")),
-                    str(content.get("evalue", "")),
-                    "\n".join(str(line) for line in content.get("traceback", [])),
+                    name, value, "\n".join(str(line) for line in content.get("traceback", []))
                 )
             )
         return False

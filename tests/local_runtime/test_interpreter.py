@@ -312,8 +312,9 @@ async def test_contexts_crud(served: Served) -> None:
 async def test_create_context_errors(served: Served) -> None:
     missing = await served.client.post("/contexts", json={"cwd": "/definitely/not/here"})
     assert missing.status_code == 400
-    language = await served.client.post("/contexts", json={"language": "javascript"})
+    language = await served.client.post("/contexts", json={"language": "java"})
     assert language.status_code == 400
+    assert "no kernel for Java" in language.text
     assert "python" in language.text
     unknown = await served.client.post("/contexts/nope/restart")
     assert unknown.status_code == 404

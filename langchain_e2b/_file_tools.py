@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2b import InvalidArgumentException, SandboxException
 from pydantic import BaseModel, Field
 
 from langchain_e2b import _format
@@ -14,10 +13,10 @@ from langchain_e2b._tool_base import (
     SandboxTool,
     Steps,
     call,
-    file_error,
     with_notices,
+    write_error,
 )
-from langchain_e2b.errors import E2BToolInputError
+from langchain_e2b.errors import E2BFileError, E2BFileNotFoundError, E2BToolInputError
 
 MAX_READ_BYTES = 5_000_000
 MAX_LIST_ENTRIES = 500
@@ -128,11 +127,8 @@ class E2BReadFileTool(SandboxTool):
     ) -> Steps:
         session = context.session
         target = session.resolve_path(path)
-        try:
-            self._check((yield call(session.file_info, session.afile_info, target)), target)
-            data = yield call(session.read_file, session.aread_file, target)
-        except (InvalidArgumentException, SandboxException) as exc:
-            raise file_error("read", target, exc, session) from exc
+        self._check((yield call(session.file_info, session.afile_info, target)), target)
+        data = yield call(session.read_file, session.aread_file, target)
         return self._result(context, target, data, start_line, end_line)
 
 
@@ -171,8 +167,10 @@ class E2BWriteFileTool(SandboxTool):
         target = session.resolve_path(path)
         try:
             written = yield call(session.write_file, session.awrite_file, target, content)
-        except (InvalidArgumentException, SandboxException) as exc:
-            raise file_error("write", target, exc, session) from exc
+        except E2BFileNotFoundError:
+            raise
+        except E2BFileError as exc:
+            raise write_error(exc, session) from exc
         return self._result(context, written, content)
 
 
@@ -254,12 +252,14 @@ class E2BEditFileTool(SandboxTool):
     ) -> Steps:
         session = context.session
         target = session.resolve_path(path)
+        data = yield call(session.read_file, session.aread_file, target)
+        updated, count, line = self._plan(data, target, old_text, new_text, replace_all)
         try:
-            data = yield call(session.read_file, session.aread_file, target)
-            updated, count, line = self._plan(data, target, old_text, new_text, replace_all)
             yield call(session.write_file, session.awrite_file, target, updated)
-        except (InvalidArgumentException, SandboxException) as exc:
-            raise file_error("edit", target, exc, session) from exc
+        except E2BFileNotFoundError:
+            raise
+        except E2BFileError as exc:
+            raise write_error(exc, session) from exc
         return self._result(context, target, count, line)
 
 
@@ -303,10 +303,7 @@ class E2BListFilesTool(SandboxTool):
     def _steps(self, context: Context, /, *, path: str = ".", depth: int = 1) -> Steps:
         session = context.session
         target = session.resolve_path(path)
-        try:
-            entries = yield call(session.list_files, session.alist_files, target, depth=depth)
-        except (InvalidArgumentException, SandboxException) as exc:
-            raise file_error("list", target, exc, session) from exc
+        entries = yield call(session.list_files, session.alist_files, target, depth=depth)
         return self._result(context, target, entries)
 
 

@@ -27,7 +27,7 @@ from langchain_core.tools import BaseTool, InjectedToolArg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langchain_e2b import _call_order, _format
-from langchain_e2b.errors import E2BConfigError, E2BToolInputError
+from langchain_e2b.errors import E2BConfigError, E2BFileError, E2BToolInputError
 from langchain_e2b.session import (
     CodeResult,
     CommandResult,
@@ -342,19 +342,24 @@ def for_model(exc: FileNotFoundError | E2BToolInputError, notices: list[str]) ->
     return E2BToolInputError(with_notices(notices, message))
 
 
-def file_error(
-    action: str, path: str, exc: Exception, session: E2BSandboxSession
-) -> E2BToolInputError:
-    message = f"Could not {action} {path}: {exc}"
-    if action != "read" and "permission denied" in str(exc).lower():
-        message += f". {writable_hint(session)}"
-    return E2BToolInputError(message)
+WRITABLE_AREAS = ("/tmp",)
+"""Where a sandbox can always write, besides the session's working directory."""
 
 
-def writable_hint(session: E2BSandboxSession) -> str:
-    return (
-        f"Files can be written under the working directory {session.cwd} and under /tmp; "
-        "write there instead (system directories such as /usr are read-only)."
+def write_error(exc: E2BFileError, session: E2BSandboxSession) -> E2BFileError:
+    """``exc``, saying where writing is allowed when the path is outside those places.
+
+    On the local runtime everything but the working directory and /tmp is read-only; on E2B the
+    system directories belong to root. Either way, a write elsewhere that failed is best retried
+    in one of these places.
+    """
+    areas = (session.cwd, *WRITABLE_AREAS)
+    if any(exc.path == area or exc.path.startswith(area.rstrip("/") + "/") for area in areas):
+        return exc
+    return E2BFileError(
+        f"{exc}. Files can be written under the working directory {session.cwd} and under "
+        "/tmp; write there instead (system directories such as /usr are read-only).",
+        path=exc.path,
     )
 
 
@@ -393,9 +398,8 @@ __all__ = [
     "adrive",
     "call",
     "drive",
-    "file_error",
     "for_model",
     "package",
     "with_notices",
-    "writable_hint",
+    "write_error",
 ]

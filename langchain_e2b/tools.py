@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from typing import Any
 
-from e2b import InvalidArgumentException, SandboxException, TimeoutException
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
@@ -29,7 +27,7 @@ from langchain_e2b._tool_base import (
     call,
     package,
 )
-from langchain_e2b.errors import E2BToolInputError
+from langchain_e2b.errors import E2BError, E2BSandboxError, E2BToolInputError
 from langchain_e2b.session import CommandResult, E2BSandboxSession
 
 MAX_COMMAND_BYTES = 100_000
@@ -117,21 +115,21 @@ class E2BCodeInterpreterTool(SandboxTool):
         session = context.session
         restarted = None
         if restart:
-            count = yield call(_restart_kernel, _arestart_kernel, session, language)
-            restarted = KERNEL_RESTARTED if count else KERNEL_NOT_STARTED
-        try:
-            result = yield call(
-                session.run_code,
-                session.arun_code,
-                code,
-                language=language,
-                timeout=timeout,
-                on_output=context.on_output,
-            )
-        except (InvalidArgumentException, SandboxException) as exc:
-            if language is None or isinstance(exc, TimeoutException):
+            try:
+                count = yield call(_restart_kernel, _arestart_kernel, session, language)
+            except E2BError:
                 raise
-            raise _language_error(language, exc) from exc
+            except Exception as exc:  # the SDK's own, from the sandbox handle
+                raise E2BSandboxError(f"Could not restart the kernel: {exc}") from exc
+            restarted = KERNEL_RESTARTED if count else KERNEL_NOT_STARTED
+        result = yield call(
+            session.run_code,
+            session.arun_code,
+            code,
+            language=language,
+            timeout=timeout,
+            on_output=context.on_output,
+        )
         if restarted is not None:
             result.notice = " ".join(n for n in (result.notice, restarted) if n)
         rendered = _format.render_code(result, include_images=context.include_images)
@@ -166,13 +164,6 @@ async def _arestart_kernel(session: E2BSandboxSession, language: str | None) -> 
     for kernel in kernels:
         await sandbox.restart_code_context(kernel)
     return len(kernels)
-
-
-def _language_error(language: str, exc: Exception) -> E2BToolInputError:
-    # Only a requested language can be the model's mistake; anything else is a backend failure.
-    return E2BToolInputError(
-        f"Could not run code as {language!r}: {exc}. Omit `language` to run Python."
-    )
 
 
 # --- run_command -------------------------------------------------------------------------------
@@ -235,18 +226,15 @@ class E2BShellTool(SandboxTool):
                 f"The command is {size} bytes, more than the {MAX_COMMAND_BYTES} a command may have"
             )
         session = context.session
-        try:
-            result = yield call(
-                session.run_command,
-                session.arun_command,
-                command,
-                cwd=cwd,
-                timeout=timeout,
-                background=background,
-                on_output=context.on_output,
-            )
-        except InvalidArgumentException as exc:
-            raise _command_error(session, cwd, exc) from exc
+        result = yield call(
+            session.run_command,
+            session.arun_command,
+            command,
+            cwd=cwd,
+            timeout=timeout,
+            background=background,
+            on_output=context.on_output,
+        )
         rendered = _format.Rendered(_format.render_command(result))
         return (yield from package(context, result, rendered))
 
@@ -256,23 +244,6 @@ def _command_too_long(why: str) -> E2BToolInputError:
         f"{why}. Write the script or data to a file with write_file and run that file instead "
         "(e.g. `bash /tmp/script.sh`)."
     )
-
-
-def _command_error(
-    session: E2BSandboxSession, cwd: str | None, exc: InvalidArgumentException
-) -> E2BToolInputError:
-    """The model-readable reason the sandbox refused to start the command."""
-    reason = str(exc)
-    if "cwd" in reason.lower():
-        workdir = session.resolve_path(cwd) if cwd else session.cwd
-        return E2BToolInputError(
-            f"The working directory {workdir} does not exist in the sandbox (or is not a "
-            f"directory). Create it first (e.g. run_command `mkdir -p {shlex.quote(workdir)}`) "
-            "or use another cwd."
-        )
-    if "argument list too long" in reason.lower():
-        return _command_too_long(f"The command is too long for the sandbox to start ({reason})")
-    return E2BToolInputError(f"The sandbox could not start the command: {reason}")
 
 
 def _require(condition: object, message: str) -> None:

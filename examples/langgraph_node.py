@@ -2,8 +2,13 @@
 
 No tool calling: one node asks the model for code, the next runs it in the thread's sandbox
 with ``E2BThreadSessions`` (the session API directly), and a last node turns the output into an
-answer. Each thread gets its own sandbox; the graph's store remembers which, so a restarted
-process with the same store would reconnect to it.
+answer. Each thread gets its own sandbox; the graph's store remembers which, so another process
+with the same store and a shared backend reconnects to it.
+
+A thread's sandbox can go away (its idle timeout, a kill, a backend restart); the next call gets
+a new one, and its result carries a notice that the earlier state is gone. ``result.render()``
+puts that notice at the head of the text, so the model reading the output cannot miss it. The
+example kills the thread's sandbox and runs the graph again to show it.
 
     python examples/langgraph_node.py                    # scripted model, no key needed
     python examples/langgraph_node.py --model openai:gpt-4.1-mini
@@ -63,9 +68,8 @@ def build_graph(model: BaseChatModel, sessions: E2BThreadSessions) -> StateGraph
     def run_code(state: State, config: RunnableConfig) -> State:
         session = sessions.get(config)  # the sandbox of this thread
         result = session.run_code(state["code"], timeout=60)
-        if result.error:
-            return {"output": f"{result.error['name']}: {result.error['value']}"}
-        return {"output": (result.stdout + (result.text or "")).strip()}
+        # The text the model should read: a restart notice first, then output, value and error.
+        return {"output": result.render().strip()}
 
     def answer(state: State) -> State:
         reply = model.invoke(
@@ -99,12 +103,19 @@ def main(argv: list[str] | None = None) -> None:
     store = InMemoryStore()
     with E2BThreadSessions(idle_timeout=300) as sessions:
         app = build_graph(model, sessions).compile(store=store)
-        result = app.invoke({"question": QUESTION}, {"configurable": {"thread_id": "primes"}})
+        config: RunnableConfig = {"configurable": {"thread_id": "primes"}}
+        result = app.invoke({"question": QUESTION}, config)
         print(f"Question: {QUESTION}")
         print(f"Sandbox output: {result['output']}")
         print(f"Answer: {result['answer']}")
         record = store.get(("langchain_e2b", "threads"), "primes")
         print(f"The store maps thread 'primes' to sandbox {record.value['sandbox_id']}.")
+
+        # The sandbox goes away (here: killed; usually: idle too long). The thread's next run
+        # gets a new sandbox, and the output the model reads starts by saying so.
+        sessions.close_thread("primes")
+        again = app.invoke({"question": QUESTION}, config)
+        print(f"After the sandbox was killed, the model reads:\n{again['output']}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPECTED = {
     "create_agent.py": ["Out[2]: 10", "Both answers came from sandbox"],
     "react_agent.py": ["2 3 5 7 11 13 17 19 23 29 31 37 41 43 47\n   Exit code: 0"],
-    "langgraph_node.py": ["Sandbox output: 104743", "maps thread 'primes' to sandbox"],
+    "langgraph_node.py": [
+        "Sandbox output: 104743",
+        "maps thread 'primes' to sandbox",
+        "the model reads:\nNote: the sandbox had stopped (it expired or was killed) and was "
+        "restarted, so all earlier variables, imports, installed packages and files are gone."
+        "\n104743",
+    ],
     "streaming.py": ["live stdout] 'liftoff\\n'", "event stdout] 'liftoff\\n'"],
     "data_analysis.py": ["Uploaded /home/user/sales.csv", "Chart downloaded to"],
 }

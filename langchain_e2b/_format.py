@@ -52,9 +52,7 @@ class CodeResult:
         timeout: The timeout in seconds that applied to the cell (``None`` for no limit).
         notice: A sentence the model must read first (for example, that the sandbox was restarted).
         output_omitted: Characters of stdout and stderr not kept by the caller (the middle of a
-            very long output, replaced by a marker line); 0 when everything was kept.
-        output_path: Where the complete stdout and stderr are saved inside the sandbox when
-            ``output_omitted`` is not 0 (``None`` if they could not be saved).
+            very long output, replaced by a marker line that says so); 0 when all was kept.
     """
 
     code: str
@@ -69,7 +67,6 @@ class CodeResult:
     timeout: float | None = None
     notice: str | None = None
     output_omitted: int = 0
-    output_path: str | None = None
 
     @property
     def text(self) -> str | None:
@@ -109,9 +106,7 @@ class CommandResult:
         log_path: Where a background command's stdout and stderr are written inside the sandbox.
         notice: A sentence the model must read first (for example, that the sandbox was restarted).
         output_omitted: Characters of stdout and stderr not kept by the caller (the middle of a
-            very long output, replaced by a marker line); 0 when everything was kept.
-        output_path: Where the complete stdout and stderr are saved inside the sandbox when
-            ``output_omitted`` is not 0 (``None`` if they could not be saved).
+            very long output, replaced by a marker line that says so); 0 when all was kept.
     """
 
     command: str
@@ -126,7 +121,6 @@ class CommandResult:
     log_path: str | None = None
     notice: str | None = None
     output_omitted: int = 0
-    output_path: str | None = None
 
     def render(self) -> str:
         """The text a model (or a person) should read for this command, the notice first."""

@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -56,8 +55,13 @@ T = TypeVar("T")
 DEFAULT_CWD = "/home/user"
 OUTPUT_DIR = "/tmp/langchain_e2b"
 """Where full outputs of truncated results and logs of background commands are written."""
-SPILL_CHUNK = 4_000_000
-"""Characters of a long output sent to the sandbox at a time (bounds what the caller holds)."""
+TOO_LONG = (
+    "too long to keep whole; to keep all of it, write it to a file in the sandbox (e.g. "
+    "`command > /tmp/out.txt 2>&1`) and read parts of that file"
+)
+"""What the marker in a very long output says. Copying the dropped middle back into the sandbox
+from here was tried and rejected: a sandbox prints faster than the caller can upload, and the SDK's
+transport then buffers the difference, so the caller's memory grew with the output again."""
 
 OutputCallback = Callable[[str, str], Any]
 """``on_output(stream, text)``: ``stream`` is ``"stdout"`` or ``"stderr"``. May be a coroutine
@@ -260,93 +264,16 @@ def command_error(workdir: str) -> Fixable:
 # --- output kept within bounds ----------------------------------------------------------------
 
 
-class _Spill:
-    """The complete text of one stream, saved inside the sandbox once it outgrows the capture.
-
-    What the capture drops goes to the sandbox in chunks (a part file appended to the output file
-    and removed), so the caller never holds more than one chunk of it.
-    """
-
-    def __init__(self, sandbox: Any, path: str, is_async: bool) -> None:
-        self.sandbox, self.path, self.is_async = sandbox, path, is_async
-        self.pending: list[str] = []
-        self.pending_len = 0
-        self.started = False
-        self.failed = False
-
-    def take(self, head: str, dropped: str) -> Any:
-        if self.failed or not dropped:
-            return None
-        if not self.started:
-            self.started = True
-            self.pending.append(head)
-        self.pending.append(dropped)
-        self.pending_len += len(dropped)
-        return self.flush() if self.pending_len >= SPILL_CHUNK else None
-
-    def flush(self, tail: str = "") -> Any:
-        if self.failed or not self.started:
-            return None
-        data = "".join([*self.pending, tail])
-        self.pending, self.pending_len = [], 0
-        part = f"{self.path}.part"
-        merge = f"cat {part} >> {self.path} && rm -f {part}"
-        if self.is_async:
-            return self._aflush(part, data, merge)
-        try:
-            self.sandbox.files.write(part, data)
-            self.sandbox.commands.run(merge, timeout=120)
-        except Exception:
-            self._fail()
-        return None
-
-    async def _aflush(self, part: str, data: str, merge: str) -> None:
-        try:
-            await self.sandbox.files.write(part, data)
-            await self.sandbox.commands.run(merge, timeout=120)
-        except Exception:
-            self._fail()
-
-    def _fail(self) -> None:
-        logger.warning("could not save the full output in the sandbox at %s", self.path)
-        self.failed = True
-
-    def note(self, name: str) -> str:
-        if self.failed:
-            return f"the full {name} could not be saved in the sandbox (is its disk full?)"
-        return f"the full {name} is saved in the sandbox at {self.path}"
-
-
-async def _both(first: Any, second: Any) -> None:
-    for value in (first, second):
-        if inspect.isawaitable(value):
-            await value
-
-
 class Streams:
-    """Receives output chunks and forwards each to ``on_output``.
+    """Receives output chunks, keeps a bounded head and tail of each stream, forwards each chunk."""
 
-    It keeps a bounded head and tail of each stream and saves the rest in the sandbox.
-    """
-
-    def __init__(
-        self, on_output: OutputCallback | None, limit: int, sandbox: Any, is_async: bool
-    ) -> None:
+    def __init__(self, on_output: OutputCallback | None, limit: int) -> None:
         self.on_output = on_output
-        base = f"{OUTPUT_DIR}/output-{uuid.uuid4().hex[:10]}"
         self.captures = {"stdout": OutputCapture(limit), "stderr": OutputCapture(limit)}
-        self.spills = {
-            name: _Spill(sandbox, f"{base}.{name}.txt", is_async) for name in self.captures
-        }
 
     def push(self, stream: str, text: str) -> Any:
-        capture = self.captures[stream]
-        dropped = capture.add(text)
-        spilled = self.spills[stream].take(capture.head(), dropped) if dropped else None
-        forwarded = self.on_output(stream, text) if self.on_output is not None else None
-        if inspect.isawaitable(spilled) or inspect.isawaitable(forwarded):
-            return _both(spilled, forwarded)
-        return None
+        self.captures[stream].add(text)
+        return self.on_output(stream, text) if self.on_output is not None else None
 
     def stdout(self, text: str) -> Any:
         return self.push("stdout", text)
@@ -362,19 +289,10 @@ class Streams:
         _drop_sdk_copy("stderr")
         return self.push("stderr", str(message.line))
 
-    def finish(self) -> Steps[tuple[str, str, int, str | None]]:
-        """Save the rest of any long stream; return stdout, stderr, chars omitted, saved path."""
-        texts: dict[str, str] = {}
-        paths: list[str] = []
-        for name, capture in self.captures.items():
-            spill = self.spills[name]
-            if spill.started:
-                yield Call(partial(spill.flush, capture.tail()))
-                if not spill.failed:
-                    paths.append(spill.path)
-            texts[name] = capture.text(spill.note(name) if spill.started else "")
-        omitted = sum(c.omitted for c in self.captures.values())
-        return texts["stdout"], texts["stderr"], omitted, (paths[0] if paths else None)
+    def texts(self) -> tuple[str, str, int]:
+        """Kept stdout and stderr (with a marker where the middle was dropped), chars omitted."""
+        out, err = (self.captures[name].text(TOO_LONG) for name in ("stdout", "stderr"))
+        return out, err, sum(c.omitted for c in self.captures.values())
 
 
 def _drop_sdk_copy(stream: str) -> None:
@@ -412,9 +330,7 @@ def code_attempt(
     """Run a cell; a timeout is a result, and a sandbox that died meanwhile is gone."""
 
     def attempt(sandbox: Any) -> Steps[CodeResult]:
-        streams = Streams(
-            on_output, capture, sandbox, inspect.iscoroutinefunction(sandbox.run_code)
-        )
+        streams = Streams(on_output, capture)
         try:
             execution = yield Call(
                 lambda: sandbox.run_code(
@@ -431,7 +347,7 @@ def code_attempt(
             ):
                 raise SandboxGone(str(exc)) from exc
             execution = None
-        stdout, stderr, omitted, path = yield from streams.finish()
+        stdout, stderr, omitted = streams.texts()
         result = (
             _format.code_result(
                 execution,
@@ -449,12 +365,7 @@ def code_attempt(
                 timeout=limit,
             )
         )
-        result.stdout, result.stderr, result.output_omitted, result.output_path = (
-            stdout,
-            stderr,
-            omitted,
-            path,
-        )
+        result.stdout, result.stderr, result.output_omitted = stdout, stderr, omitted
         return result
 
     return attempt
@@ -484,8 +395,7 @@ def command_attempt(
     """Run a command to its end; a non-zero exit and a timeout are results."""
 
     def attempt(sandbox: Any) -> Steps[CommandResult]:
-        is_async = inspect.iscoroutinefunction(sandbox.commands.run)
-        streams = Streams(on_output, capture, sandbox, is_async)
+        streams = Streams(on_output, capture)
         done: Any = None
         try:
             done = yield Call(
@@ -505,7 +415,7 @@ def command_attempt(
                 yield Call(lambda: _probe(sandbox))
             ):
                 raise SandboxGone(str(exc)) from exc
-        stdout, stderr, omitted, path = yield from streams.finish()
+        stdout, stderr, omitted = streams.texts()
         return CommandResult(
             command=cmd,
             stdout=stdout,
@@ -516,7 +426,6 @@ def command_attempt(
             timed_out=done is None,
             timeout=limit,
             output_omitted=omitted,
-            output_path=path,
         )
 
     return attempt

@@ -59,8 +59,9 @@ class E2BSandboxSession:
     ``E2B_API_KEY`` in the environment (E2B cloud), else the embedded local runtime.
 
     Whatever the sandbox prints, the session keeps at most ``capture_chars`` characters of each
-    stream (head and tail); the complete text is saved inside the sandbox and the record says
-    where. Failures come as :mod:`langchain_e2b.errors` exceptions, never as SDK ones.
+    stream (head and tail) while it streams; a marker line in the record says how much of the
+    middle was dropped and how to keep all of it. Failures come as
+    :mod:`langchain_e2b.errors` exceptions, never as SDK ones.
 
     Example:
         .. code-block:: python

@@ -221,7 +221,7 @@ def test_capture_keeps_head_and_tail_and_counts_the_middle() -> None:
 
 def test_streams_empty_the_code_interpreter_sdks_own_copy() -> None:
     # The real SDK parser appends each chunk to its Execution before calling the handler.
-    streams = _sdk.Streams(None, 1_000, sandbox=None, is_async=False)
+    streams = _sdk.Streams(None, 1_000)
     execution = Execution()
     for n in range(100):
         line = json.dumps({"type": "stdout", "text": f"{n}\n", "timestamp": 0})
@@ -231,20 +231,21 @@ def test_streams_empty_the_code_interpreter_sdks_own_copy() -> None:
     assert isinstance(OutputMessage("x", 0, False).line, str)
 
 
-def test_long_output_keeps_a_bounded_part_and_saves_the_rest(
-    make_session: MakeSession, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+def test_long_output_keeps_a_bounded_head_and_tail_and_says_so(
+    make_session: MakeSession,
 ) -> None:
-    monkeypatch.setattr(_sdk, "SPILL_CHUNK", 1_000)
     session = make_session(capture_chars=500)
     result = session.run_code("for i in range(2000): print(i)")
     full = "".join(f"{i}\n" for i in range(2000))
-    assert len(result.stdout) < 700
+    assert len(result.stdout) < 800
+    assert result.stdout.startswith("0\n1\n")
+    assert result.stdout.endswith("1998\n1999\n")
     assert result.output_omitted == len(full) - 500
-    assert result.output_path is not None
-    assert result.output_path in result.stdout
-    box = backend.boxes[session.sandbox_id or ""]
-    assert box.files[f"{result.output_path}.part"].decode()  # the fake cannot run `cat >>`
-    assert all(c.startswith("cat ") for c in box.commands)
+    assert f"{result.output_omitted} characters of output not kept" in result.stdout
+    assert "> /tmp/out.txt" in result.stdout
+    command = session.run_command("echo " + "x" * 2_000)
+    assert command.output_omitted > 0
+    assert len(command.stdout) < 800
 
 
 # --- history ------------------------------------------------------------------------------------

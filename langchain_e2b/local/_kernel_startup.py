@@ -8,6 +8,9 @@ kernel that never touches them never pays for them, and idle kernels stay small.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.machinery
 import json
 import math
 import os
@@ -32,6 +35,74 @@ STREAM_FLUSH_CHARS = 1 << 20
 STREAM_FLUSH_INTERVAL = 0.05
 
 _saved_env: list[dict[str, str | None]] = []
+
+
+def show_pil_images(image_module: Any) -> None:
+    """Make PIL images display as results when saved to a file or shown, as E2B's kernels do.
+
+    A sandbox has no screen or image viewer: ``Image.show()`` would do nothing, and a saved
+    image would reach nobody who does not know to download it.
+    """
+    image_type = getattr(image_module, "Image", None)
+    if image_type is None or getattr(image_type, "_e2b_displays", False):
+        return
+    import IPython.display
+
+    display: Any = IPython.display.display
+    save = image_type.save
+
+    def save_and_display(self: Any, fp: Any, *args: Any, **kwargs: Any) -> Any:
+        result = save(self, fp, *args, **kwargs)
+        if isinstance(fp, (str, os.PathLike)):
+            display(self)
+        return result
+
+    def show(self: Any, *args: Any, **kwargs: Any) -> None:
+        display(self)
+
+    image_type.save = save_and_display
+    image_type.show = show
+    image_type._e2b_displays = True
+
+
+class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Runs a function on a module once it is imported, without importing it before.
+
+    Importing PIL at start would cost every kernel its memory whether it uses PIL or not.
+    """
+
+    def __init__(self, name: str, then: Any) -> None:
+        self._name = name
+        self._then = then
+        self._loader: Any = None
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self._name or self._loader is not None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        self._loader = spec.loader
+        spec.loader = self
+        return spec
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        # A display nicety must never break the user's import.
+        with contextlib.suppress(Exception):
+            self._then(module)
+
+
+def after_import(name: str, then: Any) -> None:
+    """Call ``then(module)`` when module ``name`` is imported (now, if it already is)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        then(module)
+        return
+    sys.meta_path.insert(0, _AfterImport(name, then))
 
 
 def _plain(value: Any) -> Any:
@@ -201,6 +272,7 @@ def install(shell: Any) -> None:
             bound_stream(stream)
             setattr(stream, "flush_interval", STREAM_FLUSH_INTERVAL)  # noqa: B010
     show_cell_syntax_errors(shell)
+    after_import("PIL.Image", show_pil_images)
     history = getattr(shell, "history_manager", None)
     if history is not None and isinstance(getattr(history, "outputs", None), dict):
         # IPython 9 keeps every cell's printed text and display bundles (PNGs included) for

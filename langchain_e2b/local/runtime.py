@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import logging
+import os
+import re
 import secrets
 import shutil
 import signal
@@ -79,7 +82,10 @@ class LocalRuntime:
     ) -> None:
         self.host = host
         self.port = port
-        self.api_key = api_key or "e2b_local_" + secrets.token_hex(16)
+        # The shape of E2B's own keys: some SDK releases check it before sending a request.
+        self.api_key = api_key or "e2b_" + secrets.token_hex(20)
+        if api_key is not None and (warning := api_key_warning(api_key)):
+            log.warning(warning)
         self.allow_internet = allow_internet
         self.pool_size = pool_size
         self.isolation = isolation
@@ -243,17 +249,80 @@ def default_runtime() -> LocalRuntime:
         return _default
 
 
+def api_key_warning(api_key: str) -> str | None:
+    """Why ``api_key`` may be refused by some E2B SDK releases, or None if it has E2B's shape."""
+    if _KEY_SHAPE.fullmatch(api_key):
+        return None
+    return (
+        "the API key is not 'e2b_' followed by hex digits: E2B SDK releases with the client-side "
+        "API key check (ApiClient's validation, e2b 2.25 and later in some releases) refuse "
+        "such a key before sending any request. It is accepted here; a key like "
+        "e2b_<40 hex digits> works with every release."
+    )
+
+
+_KEY_SHAPE = re.compile(r"e2b_[0-9a-f]+")
+
+
+def _read_key_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            key = file.readline().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the API key file {path}: {exc.strerror}") from None
+    if not key:
+        raise ValueError(f"the API key file {path} is empty: put the key on its first line")
+    return key
+
+
+def _describe_limits(limits: Limits, allow_internet: bool) -> str:
+    gib = 1024**3
+
+    def size(value: int) -> str:
+        return f"{value / gib:g} GiB" if value >= gib else f"{value / 1024**2:g} MiB"
+
+    return (
+        f"Per-sandbox limits: memory {size(limits.memory_bytes)}, {limits.cpus:g} CPUs, "
+        f"{limits.processes} processes, disk {size(limits.disk_bytes)} per writable area; "
+        f"internet {'allowed' if allow_internet else 'off'}."
+    )
+
+
 def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
     api_key: str | None = None,
+    api_key_file: str | None = None,
     allow_internet: bool = False,
     pool: int = 2,
     data_dir: str | None = None,
     unsafe_no_isolation: bool = False,
+    memory: int | None = None,
+    cpus: float | None = None,
+    processes: int | None = None,
+    disk: int | None = None,
 ) -> None:
-    """Run the local runtime in the foreground until Ctrl-C (the ``local serve`` command)."""
+    """Run the local runtime in the foreground until Ctrl-C or SIGTERM (``local serve``).
+
+    The API key is ``api_key``, else the first line of ``api_key_file``, else ``E2B_API_KEY``
+    from the environment, else random. ``memory``, ``cpus``, ``processes`` and ``disk`` override
+    the fields of :class:`~langchain_e2b.local.jail.Limits` (bytes, cores, count, bytes).
+
+    Raises:
+        ValueError: If the API key file cannot be read or is empty.
+    """
+    if api_key is None and api_key_file is not None:
+        api_key = _read_key_file(api_key_file)
+    api_key = api_key or os.environ.get("E2B_API_KEY") or None
+    default = Limits()
+    limits = dataclasses.replace(
+        default,
+        memory_bytes=default.memory_bytes if memory is None else memory,
+        cpus=default.cpus if cpus is None else cpus,
+        processes=default.processes if processes is None else processes,
+        disk_bytes=default.disk_bytes if disk is None else disk,
+    )
     runtime = LocalRuntime(
         host=host,
         port=port,
@@ -262,10 +331,15 @@ def serve(
         pool_size=pool,
         data_dir=data_dir,
         isolation=not unsafe_no_isolation,
+        limits=limits,
     )
+    key_warning = api_key_warning(runtime.api_key)
 
     def announce() -> None:
         print(f"langchain-e2b local runtime listening on {runtime.url}")
+        print(_describe_limits(limits, allow_internet))
+        if key_warning:
+            print(f"Warning: {key_warning}", file=sys.stderr)
         print("Point the E2B SDK at it with:")
         for key, value in runtime.environment().items():
             print(f"export {key}={value}")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from langchain_e2b import E2BSandboxSession
-from langchain_e2b._sandboxes_cli import main, parse_duration
+from langchain_e2b.cli import NOTHING_CONFIGURED, main, parse_duration
 from langchain_e2b.langgraph import E2BThreadSessions
 
 
@@ -59,13 +59,15 @@ def test_list_shows_our_sandboxes_with_their_thread_and_prune_kills_them(
         plain.close()
 
 
-def test_without_a_key_list_explains_what_to_set(
+def test_without_a_key_list_and_prune_say_what_to_set_with_one_exit_code(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("E2B_API_KEY", raising=False)
-    assert main(["sandboxes", "list"]) == 0
-    assert main(["sandboxes", "prune"]) == 2
-    assert "E2B_API_KEY" in capsys.readouterr().err
+    assert main(["sandboxes", "list"]) == NOTHING_CONFIGURED != 0
+    listed = capsys.readouterr().err
+    assert main(["sandboxes", "prune"]) == NOTHING_CONFIGURED
+    assert capsys.readouterr().err == listed
+    assert "E2B_API_KEY" in listed
 
 
 @pytest.mark.parametrize(

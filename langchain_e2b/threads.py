@@ -5,7 +5,10 @@ a session, and each tool call uses the sandbox of the LangGraph thread it runs i
 (``config["configurable"]["thread_id"]``). The thread's sandbox id is recorded in the graph's
 ``BaseStore`` when there is one, so another process (or another provider) with the same store and
 thread reconnects to the same sandbox instead of creating a new one; if that sandbox is gone, a
-new one is created and the tool's output says that the earlier state is lost.
+new one is created and the tool's output says that the earlier state is lost. Reuse across
+processes needs a backend they share (``langchain-e2b local serve`` or the E2B cloud): sandboxes
+of the local runtime embedded in a process end with that process, and a warning says so when
+their ids are recorded in a store.
 
 Idle policy: kill. A thread's sandbox gets an E2B timeout of ``idle_timeout`` seconds that every
 call pushes forward, so the backend itself kills the sandbox of a thread that has been idle that
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import threading
 import time
 import weakref
@@ -31,6 +35,8 @@ from langgraph.store.base import BaseStore, Item
 
 from langchain_e2b.errors import E2BConfigError
 from langchain_e2b.session import E2BSandboxSession, SessionEvent
+
+logger = logging.getLogger(__name__)
 
 STORE_NAMESPACE = ("langchain_e2b", "threads")
 """Store namespace of the thread -> sandbox records (key: the thread id)."""
@@ -130,6 +136,7 @@ class E2BThreadSessions:
         self._persisted: set[str] = set()
         self._stores: dict[str | None, BaseStore | None] = {}
         self._closed = False
+        self._warned_embedded = False
         _PROVIDERS.add(self)
 
     # --- session-provider protocol -----------------------------------------------------------
@@ -299,7 +306,7 @@ class E2BThreadSessions:
             session = E2BSandboxSession(**options)
         else:
             session = E2BSandboxSession.connect(sandbox_id, **options)
-        session.add_listener(self._recorder(thread_id, store))
+        session.add_listener(self._recorder(thread_id, store, session))
         with self._lock:
             self._sessions[thread_id] = session
             self._last_used[thread_id] = time.monotonic()
@@ -311,7 +318,7 @@ class E2BThreadSessions:
         return session
 
     def _recorder(
-        self, thread_id: str | None, store: BaseStore | None
+        self, thread_id: str | None, store: BaseStore | None, session: E2BSandboxSession
     ) -> Callable[[SessionEvent], Awaitable[None] | None]:
         """A session listener that records the thread's new sandbox as soon as it exists."""
 
@@ -322,6 +329,7 @@ class E2BThreadSessions:
                 self._known[thread_id] = event.sandbox_id
             if store is None or thread_id is None:
                 return None
+            self._warn_if_embedded(session)
             # On the async path the returned coroutine is awaited; an async-only store must not
             # be called synchronously from inside an event loop.
             if _in_event_loop():
@@ -330,6 +338,24 @@ class E2BThreadSessions:
             return None
 
         return record
+
+    def _warn_if_embedded(self, session: E2BSandboxSession) -> None:
+        """Say once that recorded sandboxes will not outlive this process on its own runtime."""
+        backend = session.resolved_backend
+        if backend is None or not backend.dies_with_process:
+            return
+        with self._lock:
+            if self._warned_embedded:
+                return
+            self._warned_embedded = True
+        logger.warning(
+            "Thread sandboxes are recorded in the graph's store, but they run on the local "
+            "runtime embedded in this process, which ends with it: another process with the "
+            "same store will find them gone and start new ones (its results will say the "
+            "earlier state is lost). To reuse a thread's sandbox across processes, point every "
+            "process at one shared backend: `langchain-e2b local serve` (then set E2B_API_URL, "
+            "E2B_SANDBOX_URL and E2B_API_KEY as it prints) or the E2B cloud (E2B_API_KEY)."
+        )
 
     def _record(self, sandbox_id: str) -> dict[str, Any]:
         return {

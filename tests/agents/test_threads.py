@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from agent_helpers import ScriptedChatModel, echo_model, sandboxes_of, tool_texts
 from e2b_code_interpreter import Sandbox
 from langchain.agents import create_agent
@@ -183,3 +185,26 @@ def test_calls_without_a_thread_share_one_untagged_session(make_sessions: Factor
 
     assert first is second
     assert "thread_id" not in first.metadata
+
+
+def test_recording_embedded_runtime_sandboxes_in_a_store_warns(
+    make_sessions: Factory,
+    thread_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A provider on this test's backend (a runtime it reaches by URL): no warning.
+    with caplog.at_level(logging.WARNING, logger="langchain_e2b.threads"):
+        _ask(_agent(make_sessions(), store=InMemoryStore()), thread_id, "1")
+    assert "embedded in this process" not in caplog.text
+
+    # The default backend without E2B settings: the local runtime embedded in this process.
+    for variable in ("E2B_API_KEY", "E2B_API_URL", "E2B_SANDBOX_URL", "E2B_DOMAIN"):
+        monkeypatch.delenv(variable, raising=False)
+    with E2BThreadSessions() as embedded, caplog.at_level(logging.WARNING):
+        agent = _agent(embedded, store=InMemoryStore())
+        _ask(agent, thread_id, "1")
+        _ask(agent, f"{thread_id}-2", "1")
+    warnings = [r for r in caplog.records if "embedded in this process" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "langchain-e2b local serve" in warnings[0].getMessage()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ INTERPRETER_TEMPLATE = "code-interpreter-v1"
 AGENT_KEEP_ALIVE = 300
 # How often the agent checks that whoever started it is still there.
 PARENT_CHECK_INTERVAL = 1.0
+_PR_SET_DUMPABLE = 4
 
 
 class Agent:
@@ -221,8 +223,24 @@ async def serve(config: Mapping[str, Any]) -> int:
     return status
 
 
+def protect() -> None:
+    """Put the agent out of reach of the sandbox's code, which runs as the same uid.
+
+    A process that is not dumpable cannot be ptraced, its ``/proc`` entries (descriptors,
+    memory, environment) cannot be opened, and ``pidfd_getfd`` cannot take its descriptors by
+    anyone without ``CAP_SYS_PTRACE``, which nothing in a jail has. Without this, sandbox code
+    could take the agent's listening socket and answer every later API call itself. Children
+    become dumpable again when they exec, so user processes stay ordinary.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        sys.exit(f"the agent could not make itself non-dumpable: {os.strerror(errno)}")
+
+
 def main() -> None:
     """Entry point of ``python -m langchain_e2b.local.agent``."""
+    protect()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     raw = os.environ.get(CONFIG_ENV)
     if not raw:

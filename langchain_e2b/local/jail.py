@@ -19,10 +19,13 @@ handed to the agent as an open descriptor, so no host directory is mounted for i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import functools
+import logging
 import os
+import platform
 import resource
 import shutil
 import signal
@@ -33,6 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import langchain_e2b
+from langchain_e2b.local import seccomp
+
+log = logging.getLogger("langchain_e2b.local")
 
 JAIL_HOME = "/home/user"
 JAIL_USER = "user"
@@ -57,6 +63,8 @@ class Limits:
         disk_bytes: Size of each writable area (``/home/user`` and ``/tmp``), and the largest file.
         open_files: Maximum open file descriptors per process.
         cpus: CPU share of the sandbox in cores (a cgroup CPU quota; 0 for none).
+        ptys: Maximum number of pseudo-terminals open in the sandbox at once (its own devpts
+            instance; enforced when the runtime runs as root).
 
     With a memory cgroup, ``memory_bytes`` is also the ceiling of all the sandbox's processes
     together, files in its tmpfs areas included, and ``processes`` its cgroup's process limit.
@@ -67,6 +75,7 @@ class Limits:
     disk_bytes: int = 1024**3
     open_files: int = 4096
     cpus: float = 2.0
+    ptys: int = 64
 
 
 PACKAGE_DIR = os.path.dirname(os.path.realpath(langchain_e2b.__file__))
@@ -213,12 +222,16 @@ def prepare_python(run_dir: Path) -> PythonLayout:
 def write_identity_files(run_dir: Path) -> tuple[Path, ...]:
     """Write the jail's /etc/passwd, /etc/group and /etc/profile; return their paths.
 
+    They sit together in one directory, laid over the host's ``/etc`` (see ``stage_binds``).
+
     uid 1000 is named ``user``. The host's /etc/profile would reset PATH in login shells (the
     SDK runs commands with ``bash -l``), hiding the sandbox's Python; ours keeps PATH.
     """
-    passwd = run_dir / "passwd"
-    group = run_dir / "group"
-    profile = run_dir / "profile"
+    etc = run_dir / "etc"
+    etc.mkdir(exist_ok=True)
+    passwd = etc / "passwd"
+    group = etc / "group"
+    profile = etc / "profile"
     passwd.write_text(
         "root:x:0:0:root:/root:/bin/bash\n"
         f"{JAIL_USER}:x:{JAIL_UID}:{JAIL_UID}::{JAIL_HOME}:/bin/bash\n"
@@ -258,14 +271,46 @@ def user_env(layout: PythonLayout, home: str = JAIL_HOME) -> dict[str, str]:
     return env
 
 
-def _system_binds() -> list[str]:
-    args = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+_TOP_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+
+def _system_links() -> list[str]:
+    args: list[str] = []
+    for name in _TOP_DIRS:
         path = f"/{name}"
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            args += ["--ro-bind", path, path]
+    return args
+
+
+def _system_dirs() -> list[str]:
+    dirs = ["/usr", "/etc"]
+    for name in _TOP_DIRS:
+        path = f"/{name}"
+        if not os.path.islink(path) and os.path.isdir(path):
+            dirs.append(path)
+    return dirs
+
+
+def _layered(binds: list[tuple[str, str]]) -> list[str]:
+    """Read-only overlay options for ``binds`` (all but ``/dev/pts``, bound after ``/dev``).
+
+    Sources that share a target are layers of one overlay, the last one on top; a single
+    source (a file) is a plain read-only bind.
+    """
+    layers: dict[str, list[str]] = {}
+    for source, target in binds:
+        layers.setdefault(target, []).append(source)
+    args: list[str] = []
+    for target, sources in layers.items():
+        if target == "/dev/pts":
+            continue
+        if len(sources) == 1:
+            args += ["--ro-bind", sources[0], target]
+            continue
+        for source in sources:
+            args += ["--overlay-src", source]
+        args += ["--ro-overlay", target]
     return args
 
 
@@ -277,16 +322,24 @@ def bwrap_command(
     limits: Limits,
     network: bool,
     agent_config: str,
+    seccomp_fd: int | None = None,
 ) -> list[str]:
-    """Build the bubblewrap command line that starts the agent of one sandbox."""
+    """Build the bubblewrap command line that starts the agent of one sandbox.
+
+    ``binds`` comes from ``stage_binds``; ``seccomp_fd`` is a descriptor to read the seccomp
+    filter from (``seccomp.program_fd``), passed to bubblewrap with it.
+    """
     cmd = [bwrap, "--unshare-all", *userns_lockdown(bwrap)]
     if network:
         cmd.append("--share-net")
     cmd += ["--die-with-parent", "--new-session", "--hostname", "e2b-sandbox"]
-    cmd += _system_binds()
-    for source, target in binds:
-        cmd += ["--ro-bind", source, target]
+    cmd += _system_links()
+    cmd += _layered(binds)
     cmd += ["--proc", "/proc", "--dev", "/dev"]
+    for source, target in binds:
+        if target == "/dev/pts":
+            # Over bubblewrap's own devpts instance, which has no limit of its own.
+            cmd += ["--dev-bind", source, target]
     size = str(limits.disk_bytes)
     cmd += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", JAIL_HOME]
     # Python adds the user site directory to sys.path only if it exists when it starts; with
@@ -305,41 +358,76 @@ def bwrap_command(
     cmd += ["--setenv", "PATH", "/usr/bin:/bin"]
     for key, value in layout.env.items():
         cmd += ["--setenv", key, value]
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
     cmd += agent_command(layout.python, f"{JAIL_LIB}/langchain_e2b")
     return cmd
 
 
 _CLONE_NEWNS = 0x00020000
+_MS_NOSUID = 2
+_MS_NOEXEC = 8
 _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
+# In ``staged``, this source means: mount a new devpts instance at the stage.
+_DEVPTS = "devpts"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def stage_binds(
     layout: PythonLayout, identity: tuple[Path, ...], stage_dir: Path
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Plan the jail's bind mounts: ``(staged, binds)``.
+    """Plan the jail's mounts of host directories: ``(staged, binds)``.
+
+    Each host directory the jail sees (``/usr``, ``/etc``, the runtime's Python) is a read-only
+    overlay rather than a bind mount. Its files then have inodes of the jail's own, so a lock a
+    sandbox takes on one (``flock``, ``fcntl``) is invisible to the host and to other sandboxes,
+    and is no channel between them. ``binds`` lists ``(source, target)`` pairs: the sources of
+    one target are its layers, lowest first (an overlay needs two: an empty directory tops a
+    single one; the identity files top ``/etc``).
 
     When the runtime runs as root, jails run as unprivileged host uids, and bubblewrap (running
     as that uid) could not reach a Python installed under a private directory such as
     ``/root/.pyenv``. Each such source is then bind-mounted, in the child's own mount namespace
     just before it drops privileges, onto an empty directory under ``stage_dir``; bubblewrap binds
-    from there. ``staged`` lists those ``(source, stage)`` pairs; nothing changes on the host.
+    from there. A devpts instance with the sandbox's PTY limit is mounted there the same way, for
+    the jail's ``/dev/pts``. ``staged`` lists those ``(source, stage)`` pairs; nothing changes on
+    the host.
     """
-    binds = [*layout.binds, *((str(path), f"/etc/{path.name}") for path in identity)]
-    if os.geteuid() != 0:
-        return [], binds
+    empty = stage_dir / "empty"
+    empty.mkdir(parents=True, exist_ok=True)
+    root = os.geteuid() == 0
     staged: list[tuple[str, str]] = []
     planned: list[tuple[str, str]] = []
-    for index, (source, target) in enumerate(binds):
-        if os.path.isdir(source):
+    for directory in _system_dirs():
+        planned.append((directory, directory))
+        if directory == "/etc" and identity:
+            planned.append((str(identity[0].parent), "/etc"))
+        else:
+            planned.append((str(empty), directory))
+    for index, (source, target) in enumerate(layout.binds):
+        if not os.path.isdir(source):
+            # A file (such as the deno executable) is bound as it is: overlays need directories.
+            # Outside the runtime's own directories it may sit under /root: staged as below.
+            if root and not source.startswith(str(stage_dir.parent)):
+                stage = stage_dir / str(index)
+                stage.touch()
+                staged.append((source, str(stage)))
+                source = str(stage)
+            planned.append((source, target))
+            continue
+        if root:
             stage = stage_dir / str(index)
             stage.mkdir(parents=True, exist_ok=True)
             staged.append((source, str(stage)))
-            planned.append((str(stage), target))
-        else:
-            planned.append((source, target))
+            source = str(stage)
+        planned += [(source, target), (str(empty), target)]
+    if root:
+        pts = stage_dir / "pts"
+        pts.mkdir(parents=True, exist_ok=True)
+        staged.append((_DEVPTS, str(pts)))
+        planned.append((str(pts), "/dev/pts"))
     return staged, planned
 
 
@@ -366,7 +454,16 @@ def enter_jail_user(
         if _libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
             raise OSError(ctypes.get_errno(), "making mounts private failed")
         for source, stage in staged:
-            if _libc.mount(source.encode(), stage.encode(), None, _MS_BIND | _MS_REC, None) != 0:
+            if source == _DEVPTS:
+                # The sandbox's own PTY pool: without a maximum, one sandbox could take every
+                # PTY the host lets non-initial devpts instances have, from all the others.
+                options = f"newinstance,ptmxmode=0666,mode=0620,max={limits.ptys}"
+                done = _libc.mount(
+                    b"devpts", stage.encode(), b"devpts", _MS_NOSUID | _MS_NOEXEC, options.encode()
+                )
+            else:
+                done = _libc.mount(source.encode(), stage.encode(), None, _MS_BIND | _MS_REC, None)
+            if done != 0:
                 raise OSError(ctypes.get_errno(), f"staging {source} failed")
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -386,6 +483,88 @@ def set_limits(limits: Limits) -> None:
     for which, value in pairs:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(which, (value, value))
+
+
+class AgentOutput:
+    """The agent's stdout and stderr: a pipe the runtime drains into a bounded tail.
+
+    A host file there would be a descriptor of a host file in every process of the jail that
+    inherits it (kernels keep one), and ``fallocate`` grows a file past ``RLIMIT_FSIZE``: a
+    sandbox could fill the host's disk through it. A pipe holds nothing on disk, and what a
+    sandbox pushes into it costs the runtime at most ``limit`` bytes.
+
+    Args:
+        limit: How many of the last bytes are kept.
+    """
+
+    def __init__(self, limit: int = 64 * 1024) -> None:
+        self.limit = limit
+        self._read, self.write_fd = os.pipe()
+        os.set_blocking(self._read, False)
+        self._tail = bytearray()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Close the runtime's copy of the write end and drain the pipe on the running loop."""
+        self._close_write_end()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._read, self._drain)
+
+    def _drain(self) -> None:
+        # A bounded number of reads per call, so a sandbox flooding the pipe cannot hold the
+        # runtime's event loop; the loop calls again while data is waiting.
+        for _ in range(16):
+            try:
+                chunk = os.read(self._read, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close()
+                return
+            self._tail += chunk
+            if len(self._tail) > self.limit:
+                del self._tail[: len(self._tail) - self.limit]
+
+    def _close_write_end(self) -> None:
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def text(self) -> str:
+        """What the agent printed last (up to ``limit`` bytes), drained up to now."""
+        if self._read >= 0:
+            self._drain()
+        return self._tail.decode(errors="replace")
+
+    def close(self) -> None:
+        """Stop draining and close the pipe; the tail stays readable."""
+        self._close_write_end()
+        if self._read < 0:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._read)
+        os.close(self._read)
+        self._read = -1
+
+
+def seccomp_fd() -> int | None:
+    """A descriptor with the seccomp filter for a new jail, or None where there is none."""
+    arch = seccomp.machine()
+    if arch is None:
+        _warn_no_seccomp()
+        return None
+    return seccomp.program_fd(arch)
+
+
+@functools.cache
+def _warn_no_seccomp() -> None:
+    log.warning(
+        "no seccomp filter for %s: sandboxes here can make every system call their "
+        "namespaces allow (the filter knows x86_64 and aarch64)",
+        platform.machine(),
+    )
 
 
 def kill_tree(proc: subprocess.Popen[bytes]) -> None:

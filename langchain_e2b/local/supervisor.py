@@ -122,6 +122,7 @@ class Supervisor:
         self._binds: list[tuple[str, str]] = []
         self._staged: list[tuple[str, str]] = []
         self._closing = False
+        self._outputs: dict[str, jail.AgentOutput] = {}
         self._host: reservations.HostResources | None = None
         # Jails run as other host uids: what bubblewrap binds from must sit where they can
         # traverse (data_dir may be under a private directory), and unix socket paths are
@@ -218,6 +219,7 @@ class Supervisor:
             proc = self._start_agent(template, network, listener.fileno(), directory)
         except BaseException:
             listener.close()
+            self._outputs.pop(sandbox_id, None)
             shutil.rmtree(directory, ignore_errors=True)
             raise
         listener.close()
@@ -236,11 +238,15 @@ class Supervisor:
     def _start_agent(
         self, template: str, network: bool, fd: int, directory: Path
     ) -> subprocess.Popen[bytes]:
-        log_file = (directory / "agent.log").open("wb")
+        # The agent's output reaches the runtime through a pipe: a host file would be a host
+        # file descriptor in the jail (jail.AgentOutput).
+        output = self._outputs[directory.name] = jail.AgentOutput()
+        program: int | None = None
         try:
             if self.isolation:
                 assert self._layout is not None
                 config = self._agent_config(template, jail.JAIL_HOME, fd, self._layout)
+                program = jail.seccomp_fd()
                 cmd = jail.bwrap_command(
                     self._bwrap,
                     layout=self._layout,
@@ -248,6 +254,7 @@ class Supervisor:
                     limits=self.limits,
                     network=network,
                     agent_config=config,
+                    seccomp_fd=program,
                 )
                 assert self._host is not None
                 uid, procs = self._host.acquire(directory.name)
@@ -255,13 +262,13 @@ class Supervisor:
                 try:
                     return subprocess.Popen(
                         cmd,
-                        pass_fds=(fd,),
+                        pass_fds=(fd,) if program is None else (fd, program),
                         cwd="/",
                         # bubblewrap stays in the jail as its pid 1, whose environment the
                         # sandbox can read in /proc/1/environ: it must not be the host's.
                         env=BWRAP_ENV,
                         stdin=subprocess.DEVNULL,
-                        stdout=log_file,
+                        stdout=output.write_fd,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
                         preexec_fn=lambda: jail.enter_jail_user(uid, staged, limits, procs),
@@ -282,14 +289,16 @@ class Supervisor:
                 jail.agent_command(sys.executable, jail.PACKAGE_DIR),
                 pass_fds=(fd,),
                 stdin=subprocess.DEVNULL,
-                stdout=log_file,
+                stdout=output.write_fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=str(home),
                 env=env,
             )
         finally:
-            log_file.close()
+            output.start()
+            if program is not None:
+                os.close(program)
 
     def _agent_config(self, template: str, home: str, fd: int, layout: jail.PythonLayout) -> str:
         env = jail.user_env(layout, home)
@@ -319,13 +328,11 @@ class Supervisor:
             delay = min(delay * 2, 0.1)
         raise ApiError(500, f"the sandbox did not become ready: {self._agent_log(sandbox)}")
 
-    @staticmethod
-    def _agent_log(sandbox: Sandbox) -> str:
-        try:
-            text = (sandbox.directory / "agent.log").read_text(errors="replace").strip()
-        except OSError:
+    def _agent_log(self, sandbox: Sandbox) -> str:
+        output = self._outputs.get(sandbox.sandbox_id)
+        if output is None:
             return "no agent log"
-        return text[-2000:] or "the agent printed nothing"
+        return output.text().strip()[-2000:] or "the agent printed nothing"
 
     async def _destroy(self, sandbox: Sandbox) -> None:
         if not self.isolation:
@@ -335,6 +342,9 @@ class Supervisor:
             await _reap(sandbox.proc, 2)
         jail.kill_tree(sandbox.proc)
         await _reap(sandbox.proc, 10)
+        output = self._outputs.pop(sandbox.sandbox_id, None)
+        if output is not None:
+            output.close()
         if self._host is not None:
             self._host.release(sandbox.sandbox_id)
         if not self.sandboxes:

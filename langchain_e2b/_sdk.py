@@ -159,10 +159,12 @@ def is_gone(sandbox: Any, exc: Exception, backend: SandboxBackend | None) -> Ste
         if _unreachable(api):
             raise unreachable("reach the E2B API", api, backend) from exc
         return True
+    where = str(getattr(sandbox, "envd_api_url", "") or _where(backend))
     raise E2BBackendUnreachableError(
-        f"Sandbox {sandbox.sandbox_id} is running, but its address did not answer "
-        f"({_where(backend)}): {exc}. Check sandbox_url / E2B_SANDBOX_URL.",
-        address=_where(backend),
+        f"Sandbox {sandbox.sandbox_id} is running, but its address {where} did not answer: {exc}. "
+        "Check sandbox_url / E2B_SANDBOX_URL (a `langchain-e2b local serve` server uses its API "
+        "address for both).",
+        address=where,
     ) from exc
 
 

@@ -103,31 +103,46 @@ async def _run_async(step: Step) -> Any:
     return None
 
 
+class _Done(Exception):
+    """The operation returned ``value``."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _advance(steps: Steps[Any], value: Any, error: BaseException | None) -> Step:
+    """Send the last result (or throw its exception) into the operation; its next step."""
+    try:
+        return steps.send(value) if error is None else steps.throw(error)
+    except StopIteration as done:
+        raise _Done(done.value) from None
+
+
 def drive(steps: Steps[T]) -> T:
     """Run an operation with blocking I/O."""
     value: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        try:
-            value, error = _run_sync(step), None
-        except BaseException as exc:  # thrown into the operation, which cleans up and re-raises
-            value, error = None, exc
+    try:
+        while True:
+            step = _advance(steps, value, error)
+            try:
+                value, error = _run_sync(step), None
+            except BaseException as exc:  # thrown into the operation, which cleans up
+                value, error = None, exc
+    except _Done as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 async def adrive(steps: Steps[T]) -> T:
     """Run an operation inside the running event loop."""
     value: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        try:
-            value, error = await _run_async(step), None
-        except BaseException as exc:  # cancellation included: the operation releases its claims
-            value, error = None, exc
+    try:
+        while True:
+            step = _advance(steps, value, error)
+            try:
+                value, error = await _run_async(step), None
+            except BaseException as exc:  # cancellation too: the operation releases its claims
+                value, error = None, exc
+    except _Done as done:
+        return done.value  # type: ignore[no-any-return]

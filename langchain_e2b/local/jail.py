@@ -10,8 +10,19 @@ cgroups of its own (``cgroups``), joined before bubblewrap starts: one memory ce
 shared memory and tmpfs files, a CPU share and a process count; where no cgroup is usable the
 per-process rlimits below are what is left, and the runtime says so at start. The jail sees
 the host's system directories (``/usr``, ``/etc``) read-only and nothing else: no host home, no
-``/root``, no host ``/tmp``, no runtime data directory, no other sandbox. Its writable areas
-(``/home/user``, ``/tmp``) are size-capped tmpfs mounts that vanish with the jail. Without
+``/root``, no host ``/tmp``, no runtime data directory, no other sandbox. It sees them as
+read-only overlays of its own rather than bind mounts, so their files have inodes of the jail's
+own and a lock taken on one (``flock``, ``fcntl``) is seen neither by the host nor by other
+sandboxes. Its writable areas (``/home/user``, ``/tmp``) are size-capped tmpfs mounts that
+vanish with the jail, and no process in it holds a descriptor of a host file: the agent's output
+reaches the runtime through a pipe that the runtime drains into a bounded tail
+(``AgentOutput``), since ``fallocate`` grows a file past every size limit. Every process in the
+jail runs under a seccomp filter (``seccomp``) that denies ``AF_VSOCK`` sockets, ``bpf``,
+``userfaultfd``, ``perf_event_open``, ``io_uring``, keyrings, mounts, namespaces, kernel
+modules, reboot and the like. When the runtime runs as root, the jail has its own devpts instance
+with at most ``Limits.ptys`` PTYs, so it cannot take the host's pool from other sandboxes. The
+agent makes itself non-dumpable: sandbox code, which runs as the same uid, can neither ptrace it
+nor read its ``/proc`` entries nor take its listening socket with ``pidfd_getfd``. Without
 network, the jail has only its own loopback, so it cannot reach the host's loopback (or this
 server). The gateway reaches the agent through a unix socket that is created on the host and
 handed to the agent as an open descriptor, so no host directory is mounted for it.

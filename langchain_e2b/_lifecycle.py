@@ -181,9 +181,16 @@ class Lifecycle:
         self._expires_at = 0.0  # monotonic estimate of the sandbox's expiry
         self._last_notice = RESTART_NOTICE
         self._moving: concurrent.futures.Future[None] | None = None  # a create in progress
+        self._moving_owner = 0
         self._handles: weakref.WeakKeyDictionary[object, tuple[int, Any]] = (
             weakref.WeakKeyDictionary()
         )
+
+    def _start_moving(self) -> concurrent.futures.Future[None]:
+        """Claim the move to a new sandbox (under the lock)."""
+        self._moving = concurrent.futures.Future()
+        self._moving_owner = threading.get_ident()
+        return self._moving
 
     def attach(self, sandbox_id: str) -> None:
         """Start from an existing sandbox (connected to lazily, announced once)."""
@@ -267,16 +274,16 @@ class Lifecycle:
             with self._lock:
                 self.check_open()
                 moving, generation, sandbox_id = self._moving, self.generation, self.sandbox_id
-                cached = self._handles.get(mode.key)
+                owner, cached = self._moving_owner, self._handles.get(mode.key)
                 if moving is None and cached is not None and cached[0] == generation:
                     return cached[1], generation
                 if moving is None and sandbox_id is None:
-                    create = self._moving = concurrent.futures.Future()
+                    create = self._start_moving()
             if create is not None:
                 yield from self._create(mode, create, "created", None, None)
                 continue
             if moving is not None:
-                yield Wait(moving)
+                yield Wait(moving, owner)
                 continue
             assert sandbox_id is not None
             options = yield Blocking(self._spec.connection_options)
@@ -333,7 +340,10 @@ class Lifecycle:
         except BaseException as exc:
             with self._lock:
                 self._moving = None
-            moving.set_exception(exc)
+            if isinstance(exc, Exception):
+                moving.set_exception(exc)  # the waiters fail the same way
+            else:
+                moving.set_result(None)  # cancelled or interrupted: a waiter takes over
             raise
         for stale in [sandbox.sandbox_id] if closed else [old] if old else []:
             with contextlib.suppress(Exception):  # best effort: it may already be gone
@@ -348,11 +358,12 @@ class Lifecycle:
             with self._lock:
                 self.check_open()
                 moving, generation, old = self._moving, self.generation, self.sandbox_id
+                owner = self._moving_owner
                 if moving is None and generation == failed:
-                    moving = self._moving = concurrent.futures.Future()
+                    moving = self._start_moving()
                     break
             if moving is not None:
-                yield Wait(moving)
+                yield Wait(moving, owner)
                 continue
             _note(self._last_notice)  # another call replaced it: this call lost the state too
             return

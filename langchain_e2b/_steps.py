@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -46,6 +47,8 @@ class Wait:
     """Wait until another caller (a thread or an event loop) finishes changing the sandbox."""
 
     future: concurrent.futures.Future[None]
+    owner: int
+    """``threading.get_ident()`` of the caller doing the change."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,13 @@ def _run_sync(step: Step) -> Any:
     if isinstance(step, Call | Blocking):
         return step.fn()
     if isinstance(step, Wait):
+        if step.owner == threading.get_ident():
+            # Only a task of an event loop running on this very thread can own it, and blocking
+            # here would stop that loop for good.
+            raise RuntimeError(
+                "A blocking session call was made inside an event loop while a task of that loop "
+                "is creating the sandbox; use the async methods there (await session.arun_code)."
+            )
         return step.future.result()
     for event in step.events:
         for awaitable in _notify(step.listeners, event):

@@ -88,6 +88,31 @@ def test_a_replacement_by_one_caller_is_seen_by_all(
     assert all(r.notice == RESTART_NOTICE for r in results)
 
 
+async def test_a_cancelled_creator_hands_over_to_a_waiting_caller(
+    make_session: MakeSession, backend: FakeBackend
+) -> None:
+    session = make_session()
+    creator = asyncio.create_task(session.arun_code("1"))
+    await asyncio.sleep(0)  # the creator claims the move and awaits the (slow) create
+    waiter = asyncio.create_task(session.arun_code("2"))
+    await asyncio.sleep(0)
+    creator.cancel()
+    assert (await waiter).text == "2"
+    assert creator.cancelled()
+    assert len(backend.running()) == 1
+
+
+async def test_blocking_call_inside_the_creating_loop_fails_instead_of_hanging(
+    make_session: MakeSession,
+) -> None:
+    session = make_session()
+    creator = asyncio.create_task(session.arun_code("1"))
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="use the async methods"):
+        session.run_code("2")
+    assert (await creator).text == "1"
+
+
 # --- errors: our tree, never the SDK's ----------------------------------------------------------
 
 

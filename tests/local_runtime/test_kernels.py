@@ -189,3 +189,16 @@ def test_r_and_java_say_what_is_missing(sandbox: Sandbox, language: str) -> None
     with pytest.raises(SandboxException) as created:
         sandbox.create_code_context(language=language)
     assert "no kernel for" in str(created.value)
+
+
+def test_bash_interrupt_keeps_the_shell(sandbox: Sandbox) -> None:
+    context = sandbox.create_code_context(language="bash")
+    try:
+        sandbox.run_code("KEPT=yes", context=context)
+        with pytest.raises(Exception, match="timed out"):
+            sandbox.run_code("sleep 100", context=context, timeout=1)
+        after = sandbox.run_code("echo $KEPT", context=context)
+        assert "".join(after.logs.stdout) == "yes\n"
+        assert after.logs.stderr == []
+    finally:
+        sandbox.remove_code_context(context)

@@ -185,6 +185,17 @@ def _under_usr(path: str) -> bool:
     return path == "/usr" or path.startswith("/usr/")
 
 
+def _deno_executable() -> str | None:
+    try:
+        from deno import find_deno_bin
+    except ImportError:
+        return None
+    try:
+        return str(os.path.realpath(find_deno_bin()))
+    except (OSError, RuntimeError):
+        return None
+
+
 def prepare_python(run_dir: Path) -> PythonLayout:
     """Map the runtime's own Python (stdlib, site-packages, this package) into jails.
 
@@ -220,6 +231,12 @@ def prepare_python(run_dir: Path) -> PythonLayout:
         script.write_text(f'#!/bin/sh\nexec {JAIL_VENV}/bin/python -m {module} "$@"\n')
         script.chmod(0o755)
     binds.append((str(venv_dir), JAIL_VENV))
+    # JavaScript and TypeScript contexts run Deno's Jupyter kernel: one executable that the deno
+    # package installs beside this Python's scripts. It goes where the kernels' PATH looks.
+    deno = _deno_executable()
+    if deno:
+        (bindir / "deno").touch()
+        binds.append((deno, f"{JAIL_VENV}/bin/deno"))
 
     if sys.prefix != sys.base_prefix:
         site_target = f"{JAIL_VENV}/lib/{version}/site-packages"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import metadata
+from typing import Any
 
 from e2b import ConnectionConfig
 
@@ -39,6 +40,22 @@ from langchain_e2b.tools import (
     E2BWriteFileTool,
 )
 
+_DEEPAGENTS = ("AsyncE2BSandbox", "E2BSandbox")
+
+
+def __getattr__(name: str) -> Any:
+    # The Deep Agents backends import deepagents (the optional extra), so only when asked for.
+    if name in _DEEPAGENTS:
+        try:
+            from langchain_e2b import deepagents
+        except ImportError as exc:
+            raise ImportError(
+                f"{name} needs Deep Agents: pip install 'langchain-e2b[deepagents]' ({exc})."
+            ) from exc
+        return getattr(deepagents, name)
+    raise AttributeError(f"module 'langchain_e2b' has no attribute {name!r}")
+
+
 try:
     __version__ = metadata.version("langchain-e2b")
 except metadata.PackageNotFoundError:  # running from a source tree that is not installed
@@ -48,6 +65,7 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
 ConnectionConfig.set_integration(f"langchain-e2b/{__version__}")
 
 __all__ = [
+    "AsyncE2BSandbox",
     "CodeResult",
     "CommandResult",
     "E2BBackendUnreachableError",
@@ -61,6 +79,7 @@ __all__ = [
     "E2BInvalidArgumentError",
     "E2BListFilesTool",
     "E2BReadFileTool",
+    "E2BSandbox",
     "E2BSandboxError",
     "E2BSandboxGoneError",
     "E2BSandboxSession",

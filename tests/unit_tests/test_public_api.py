@@ -5,6 +5,7 @@ from __future__ import annotations
 import langchain_e2b
 
 EXPECTED_ALL = [
+    "AsyncE2BSandbox",
     "CodeResult",
     "CommandResult",
     "E2BBackendUnreachableError",
@@ -18,6 +19,7 @@ EXPECTED_ALL = [
     "E2BInvalidArgumentError",
     "E2BListFilesTool",
     "E2BReadFileTool",
+    "E2BSandbox",
     "E2BSandboxError",
     "E2BSandboxGoneError",
     "E2BSandboxSession",

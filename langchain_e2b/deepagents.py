@@ -1,0 +1,803 @@
+"""Deep Agents on our sandboxes: backends, stateful ``run_code``, a ``deepagents-code`` provider.
+
+:class:`E2BSandbox` and :class:`AsyncE2BSandbox` implement Deep Agents' sandbox backend protocol
+(``deepagents.backends.sandbox.BaseSandbox``) over :class:`~langchain_e2b.E2BSandboxSession`, so a
+deep agent's file and shell tools get what our tools get: lazy creation, the embedded local
+runtime when there is no ``E2B_API_KEY``, keep-alive, a new sandbox (and a sentence saying so)
+when the old one is gone, cleanup at exit, bounded output and live output events. Both classes
+have native blocking and async methods; they differ only in which E2B SDK sandbox
+``sandbox=`` takes, as in the other package published under this name, whose code runs unchanged.
+
+:class:`E2BCodeMiddleware` adds our stateful ``run_code`` tool bound to the backend's sandbox, and
+:class:`E2BProvider` is the ``e2b`` sandbox provider of ``deepagents-code`` (entry point group
+``deepagents_code.sandbox_providers``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from deepagents.backends.protocol import (
+    DeleteResult,
+    ExecuteOffloadResult,
+    ExecuteResponse,
+    FileDownloadResponse,
+    FileUploadResponse,
+)
+from deepagents.backends.sandbox import BaseSandbox
+from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
+from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
+from langchain_core.messages import SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tools import BaseTool
+
+from langchain_e2b import _format
+from langchain_e2b.errors import (
+    E2BConfigError,
+    E2BFileError,
+    E2BFileNotFoundError,
+    E2BInvalidArgumentError,
+)
+from langchain_e2b.session import CommandResult, E2BSandboxSession, SessionProvider
+from langchain_e2b.threads import E2BThreadSessions
+from langchain_e2b.toolkit import E2BSandboxToolkit
+from langchain_e2b.tools import OUTPUT_EVENT
+
+if TYPE_CHECKING:
+    from deepagents.backends.protocol import FileOperationError
+
+DEFAULT_WORKDIR = "/home/user"
+"""Working directory of ``execute`` (the E2B templates' home directory)."""
+DEFAULT_TIMEOUT = 30 * 60
+"""Seconds an ``execute`` call may run when no timeout is given (the other package's default)."""
+NO_LIMIT_TIMEOUT = 60 * 60
+"""What ``timeout=0`` ("no limit") means: an hour, the longest lifetime every E2B plan allows."""
+DEFAULT_MAX_OUTPUT_CHARS = 2_000_000
+"""Most characters of output ``execute`` returns; the rest is saved in the sandbox.
+
+Large on purpose: Deep Agents reads files through ``execute`` (up to 500 KiB of JSON-escaped text
+per page) and its middleware offloads large results before they reach the model."""
+_MIN_INLINE_CHARS = 1000
+TIMEOUT_EXIT_CODE = 124
+"""Exit code of a command stopped by its timeout (as ``timeout(1)`` reports it)."""
+
+_OutputCallback = Callable[[str, str], None]
+_AsyncOutputCallback = Callable[[str, str], Awaitable[None]]
+
+
+class _SessionSandbox(BaseSandbox):
+    """The Deep Agents sandbox protocol over a session, or over a provider of one per thread."""
+
+    # execute_with_offload is ours (see there), so Deep Agents' middleware may always use it.
+    enable_capture_offload: bool = True
+
+    def __init__(
+        self,
+        *,
+        sandbox: Any = None,
+        session: E2BSandboxSession | SessionProvider | None = None,
+        workdir: str = DEFAULT_WORKDIR,
+        timeout: int = DEFAULT_TIMEOUT,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        sandbox_timeout: int = 300,
+        **session_options: Any,
+    ) -> None:
+        if sandbox is not None and session is not None:
+            raise E2BConfigError("Pass either sandbox=... or session=..., not both.")
+        if session is not None and session_options:
+            raise E2BConfigError(
+                "Session options go to the session you pass, not to the backend: "
+                f"remove {', '.join(sorted(session_options))} or pass them to the session."
+            )
+        if timeout < 0:
+            raise E2BConfigError(f"timeout must be a non-negative number of seconds, got {timeout}")
+        if max_output_chars < 1000:
+            raise E2BConfigError(f"max_output_chars must be at least 1000, got {max_output_chars}")
+        self._workdir = workdir
+        self._default_timeout = timeout
+        self._max_output_chars = int(max_output_chars)
+        # Sessions we create keep a bit more than we return, so a truncation can save the rest.
+        options = {"cwd": workdir, "capture_chars": 2 * self._max_output_chars, **session_options}
+        self._owned = session is None
+        self._sessions: E2BSandboxSession | SessionProvider
+        if sandbox is not None:
+            self._sessions = _attach(sandbox, sandbox_timeout=sandbox_timeout, **options)
+        elif session is not None:
+            self._sessions = session
+        else:
+            # One sandbox per LangGraph thread inside a graph; one shared sandbox outside.
+            self._sessions = E2BThreadSessions(idle_timeout=sandbox_timeout, **options)
+
+    # --- the session of this call ----------------------------------------------------------
+
+    @property
+    def sessions(self) -> E2BSandboxSession | SessionProvider:
+        """The session, or the provider of one per thread, that this backend runs on.
+
+        Give it to our tools (``E2BSandboxToolkit(session=backend.sessions)``) to bind them to the
+        same sandbox as the backend's file and shell tools.
+        """
+        return self._sessions
+
+    def _session(self) -> E2BSandboxSession:
+        return self._sessions.get(var_child_runnable_config.get())
+
+    async def _asession(self) -> E2BSandboxSession:
+        return await self._sessions.aget(var_child_runnable_config.get())
+
+    @property
+    def id(self) -> str:
+        """The sandbox id (the sandbox is created or connected to first if needed)."""
+        session = self._session()
+        return session.sandbox_id or session.ensure_sandbox().sandbox_id
+
+    # --- execute ---------------------------------------------------------------------------
+
+    def _limit(self, timeout: int | None) -> int:
+        limit = self._default_timeout if timeout is None else timeout
+        if limit < 0:
+            raise ValueError(f"timeout must be non-negative, got {limit}")
+        return limit or NO_LIMIT_TIMEOUT
+
+    def execute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
+        """Run a shell command in the sandbox's working directory.
+
+        Args:
+            command: The command line (run with ``bash -l -c``).
+            timeout: Seconds before the command is killed (exit code 124); ``None`` for the
+                backend's default, ``0`` for :data:`NO_LIMIT_TIMEOUT`.
+
+        Returns:
+            The combined output, the exit code and whether output was left out.
+
+        Raises:
+            ValueError: ``timeout`` is negative.
+        """
+        return self._execute(command, timeout, self._max_output_chars)
+
+    async def aexecute(
+        self,
+        command: str,
+        *,
+        timeout: int | None = None,  # the command's limit, passed to the sandbox
+    ) -> ExecuteResponse:
+        """Async :meth:`execute`."""
+        return await self._aexecute(command, timeout, self._max_output_chars)
+
+    def execute_with_offload(
+        self,
+        command: str,
+        capture_path: str,
+        *,
+        max_inline_bytes: int,
+        max_capture_bytes: int | None = None,
+        timeout: int | None = None,
+    ) -> ExecuteOffloadResult:
+        """Run ``command``; output beyond ``max_inline_bytes`` stays in a file in the sandbox.
+
+        The text returned keeps the head and the tail of the output and says in which sandbox
+        file the full output is (under ``/tmp/langchain_e2b``: ``capture_path`` lies under ``/``,
+        which sandbox users cannot write), so the model can read the rest. Live output still
+        streams. ``max_capture_bytes`` is not used: the session's ``capture_chars`` bounds what
+        is kept.
+        """
+        limit = max(min(self._max_output_chars, max_inline_bytes), _MIN_INLINE_CHARS)
+        return ExecuteOffloadResult(
+            offloaded=False, response=self._execute(command, timeout, limit)
+        )
+
+    async def aexecute_with_offload(
+        self,
+        command: str,
+        capture_path: str,
+        *,
+        max_inline_bytes: int,
+        max_capture_bytes: int | None = None,
+        timeout: int | None = None,  # the command's limit, passed to the sandbox
+    ) -> ExecuteOffloadResult:
+        """Async :meth:`execute_with_offload`."""
+        limit = max(min(self._max_output_chars, max_inline_bytes), _MIN_INLINE_CHARS)
+        response = await self._aexecute(command, timeout, limit)
+        return ExecuteOffloadResult(offloaded=False, response=response)
+
+    def _execute(self, command: str, timeout: int | None, max_chars: int) -> ExecuteResponse:
+        limit = self._limit(timeout)
+        session = self._session()
+        try:
+            result = session.run_command(
+                command, cwd=self._workdir, timeout=limit, on_output=_sync_relay(session)
+            )
+        except E2BInvalidArgumentError as exc:
+            return ExecuteResponse(output=f"Error: {exc}", exit_code=1)
+        output, truncated = _combined(result)
+        saved: str | None = None
+        if len(output) > max_chars:
+            try:
+                saved = session.save_output(output)
+            except (E2BFileError, OSError):  # the truncated text still says it is incomplete
+                saved = None
+        return _response(result, output, truncated, max_chars, saved)
+
+    async def _aexecute(self, command: str, timeout: int | None, max_chars: int) -> ExecuteResponse:
+        limit = self._limit(timeout)
+        session = await self._asession()
+        try:
+            result = await session.arun_command(
+                command, cwd=self._workdir, timeout=limit, on_output=_async_relay(session)
+            )
+        except E2BInvalidArgumentError as exc:
+            return ExecuteResponse(output=f"Error: {exc}", exit_code=1)
+        output, truncated = _combined(result)
+        saved: str | None = None
+        if len(output) > max_chars:
+            try:
+                saved = await session.asave_output(output)
+            except (E2BFileError, OSError):
+                saved = None
+        return _response(result, output, truncated, max_chars, saved)
+
+    # --- files -----------------------------------------------------------------------------
+
+    def upload_files(self, files: list[tuple[str, bytes]]) -> list[FileUploadResponse]:
+        """Write files (parent directories are created); one response per file, in order."""
+        session = self._session()
+        responses = []
+        for path, content in files:
+            error = _path_error(path)
+            if error is None:
+                try:
+                    session.write_file(path, content)
+                except E2BFileError as exc:
+                    error = _file_error(exc)
+            responses.append(FileUploadResponse(path=path, error=error))
+        return responses
+
+    async def aupload_files(self, files: list[tuple[str, bytes]]) -> list[FileUploadResponse]:
+        """Async :meth:`upload_files`."""
+        session = await self._asession()
+        responses = []
+        for path, content in files:
+            error = _path_error(path)
+            if error is None:
+                try:
+                    await session.awrite_file(path, content)
+                except E2BFileError as exc:
+                    error = _file_error(exc)
+            responses.append(FileUploadResponse(path=path, error=error))
+        return responses
+
+    def download_files(self, paths: list[str]) -> list[FileDownloadResponse]:
+        """Read files; one response per path, in order."""
+        session = self._session()
+        responses = []
+        for path in paths:
+            error = _path_error(path)
+            content: bytes | None = None
+            if error is None:
+                try:
+                    if session.file_info(path).is_dir:
+                        error = "is_directory"
+                    else:
+                        content = session.read_file(path)
+                except E2BFileError as exc:
+                    error = _file_error(exc)
+            responses.append(FileDownloadResponse(path=path, content=content, error=error))
+        return responses
+
+    async def adownload_files(self, paths: list[str]) -> list[FileDownloadResponse]:
+        """Async :meth:`download_files`."""
+        session = await self._asession()
+        responses = []
+        for path in paths:
+            error = _path_error(path)
+            content: bytes | None = None
+            if error is None:
+                try:
+                    if (await session.afile_info(path)).is_dir:
+                        error = "is_directory"
+                    else:
+                        content = await session.aread_file(path)
+                except E2BFileError as exc:
+                    error = _file_error(exc)
+            responses.append(FileDownloadResponse(path=path, content=content, error=error))
+        return responses
+
+    async def adelete(self, file_path: str) -> DeleteResult:
+        """Async ``delete`` (the protocol's default would run the blocking one in a thread)."""
+        quoted = shlex.quote(file_path)
+        exists = await self.aexecute(f"test -e {quoted} || test -L {quoted}")
+        if exists.exit_code is not None and exists.exit_code != 0:
+            return DeleteResult(error=f"Error: '{file_path}' not found")
+        result = await self.aexecute(f"rm -rf {quoted}")
+        if result.exit_code == 0:
+            return DeleteResult(path=file_path)
+        detail = result.output.strip() or "unknown error"
+        return DeleteResult(error=f"Error deleting file '{file_path}': {detail}")
+
+    # --- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close what this backend created: kill its sandboxes, detach from one it was given.
+
+        A session you passed is yours to close; a sandbox you passed is left running.
+        """
+        if self._owned:
+            self._sessions.close()  # type: ignore[union-attr]
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        if self._owned:
+            await self._sessions.aclose()  # type: ignore[union-attr]
+
+    def __enter__(self) -> _SessionSandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> _SessionSandbox:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._sessions!r}, workdir={self._workdir!r})"
+
+
+class E2BSandbox(_SessionSandbox):
+    """A Deep Agents sandbox backend on an E2B sandbox (E2B cloud or the local runtime).
+
+    With no arguments it runs on its own sessions: the sandbox is created on first use (on the
+    embedded local runtime when ``E2B_API_KEY`` is not set), kept alive while in use, replaced
+    with a sentence saying so if it stops, and killed by :meth:`close` or at exit. Inside a
+    LangGraph graph each thread gets its own sandbox. Pass ``session=`` to share one of yours
+    (with our tools, for example), or ``sandbox=`` to wrap an SDK sandbox you created.
+
+    Example:
+        .. code-block:: python
+
+            from deepagents import create_deep_agent
+            from langchain_e2b import E2BSandbox
+            from langchain_e2b.deepagents import E2BCodeMiddleware
+
+            backend = E2BSandbox()
+            agent = create_deep_agent(
+                model, backend=backend, middleware=[E2BCodeMiddleware(backend)]
+            )
+
+        Or, as with the other package published under this name:
+
+        .. code-block:: python
+
+            from e2b import Sandbox
+            from langchain_e2b import E2BSandbox
+
+            e2b_sandbox = Sandbox.create()
+            backend = E2BSandbox(sandbox=e2b_sandbox)
+            print(backend.execute("echo hello").output)
+            e2b_sandbox.kill()
+
+    Args:
+        sandbox: An ``e2b`` or ``e2b_code_interpreter`` ``Sandbox`` (or ``AsyncSandbox``) to use.
+            The backend attaches to it by id with the same connection options; it never kills
+            it. Each call pushes its expiry ``sandbox_timeout`` seconds ahead.
+        session: An :class:`~langchain_e2b.E2BSandboxSession` or a session provider such as
+            :class:`~langchain_e2b.threads.E2BThreadSessions`; it stays yours to close.
+        workdir: Working directory of ``execute``.
+        timeout: Default seconds an ``execute`` call may run (``0``: :data:`NO_LIMIT_TIMEOUT`).
+        max_output_chars: Most characters of output ``execute`` returns; beyond that the head and
+            tail are kept, ``truncated`` is set and the full output is saved in the sandbox.
+        sandbox_timeout: Seconds a sandbox lives after its last call (per thread, by default).
+        **session_options: Options for the sessions this backend creates (``template``,
+            ``envs``, ``api_key``, ``api_url``, ``sandbox_url``, ``store``, ...).
+    """
+
+
+class AsyncE2BSandbox(_SessionSandbox):
+    """:class:`E2BSandbox` for async code: ``sandbox=`` takes an SDK ``AsyncSandbox``.
+
+    Every method exists in both forms and each does its I/O natively (the async ones through the
+    session's async methods, never in a worker thread), so either class serves sync and async
+    agents; the two names keep code written for the other package's classes working.
+
+    Example:
+        .. code-block:: python
+
+            from e2b import AsyncSandbox
+            from langchain_e2b import AsyncE2BSandbox
+
+            e2b_sandbox = await AsyncSandbox.create()
+            backend = AsyncE2BSandbox(sandbox=e2b_sandbox)
+            print((await backend.aexecute("echo hello")).output)
+            await e2b_sandbox.kill()
+    """
+
+
+# --- helpers (no I/O) --------------------------------------------------------------------------
+
+
+def _attach(sandbox: Any, **options: Any) -> E2BSandboxSession:
+    """A session attached to an SDK sandbox, reaching it the way that sandbox does."""
+    sandbox_id = getattr(sandbox, "sandbox_id", None)
+    config = getattr(sandbox, "connection_config", None)
+    if not isinstance(sandbox_id, str) or config is None:
+        raise E2BConfigError(
+            "sandbox= takes an E2B SDK sandbox (e2b.Sandbox.create() or AsyncSandbox.create()); "
+            f"got {type(sandbox).__name__}."
+        )
+    # The SDK keeps an explicit sandbox URL (self-hosted E2B, the local runtime) privately.
+    sandbox_url = getattr(config, "_sandbox_url", None)
+    connection = {"api_key": config.api_key, "api_url": config.api_url}
+    if sandbox_url:
+        connection["sandbox_url"] = sandbox_url
+    return E2BSandboxSession.connect(sandbox_id, **connection, **options)
+
+
+def _path_error(path: str) -> FileOperationError | None:
+    return None if path.startswith("/") else "invalid_path"
+
+
+def _file_error(exc: E2BFileError) -> FileOperationError:
+    if isinstance(exc, E2BFileNotFoundError):
+        return "file_not_found"
+    text = str(exc).lower()
+    if "directory" in text and "not a directory" not in text:
+        return "is_directory"
+    if "permission" in text or "denied" in text:
+        return "permission_denied"
+    return "invalid_path"
+
+
+def _combined(result: CommandResult) -> tuple[str, bool]:
+    """The text ``execute`` returns, and whether the session already dropped part of it."""
+    parts = [result.notice] if result.notice else []
+    streams = result.stdout
+    if result.stderr:
+        glue = "" if not streams or streams.endswith("\n") else "\n"
+        streams = f"{streams}{glue}{result.stderr}"
+    if streams:
+        parts.append(streams)
+    if result.error:
+        parts.append(f"Error: {result.error}")
+    if result.timed_out:
+        seconds = f"{result.timeout:g}" if result.timeout is not None else "?"
+        parts.append(f"Command timed out after {seconds} seconds and was killed.")
+    return "\n".join(parts), result.output_omitted > 0
+
+
+def _response(
+    result: CommandResult, output: str, truncated: bool, limit: int, saved: str | None
+) -> ExecuteResponse:
+    if len(output) > limit:
+        output = _format.truncate(output, limit, note=_format.saved_note(saved))
+        truncated = True
+    exit_code = TIMEOUT_EXIT_CODE if result.timed_out else result.exit_code
+    return ExecuteResponse(output=output, exit_code=exit_code, truncated=truncated)
+
+
+# --- live output: the same custom events as our tools --------------------------------------------
+
+
+def _writer() -> Any:
+    """LangGraph's stream writer inside a graph run, else ``None``."""
+    try:
+        from langgraph.config import get_stream_writer
+
+        return get_stream_writer()
+    except (RuntimeError, KeyError, AttributeError):
+        return None
+
+
+def _sync_relay(session: E2BSandboxSession) -> _OutputCallback | None:
+    config = var_child_runnable_config.get()
+    writer = _writer()
+    if config is None and writer is None:
+        return None
+
+    def relay(stream: str, text: str) -> None:
+        data = {"stream": stream, "text": text, "sandbox_id": session.sandbox_id}
+        _dispatch(config, data)
+        if writer is not None:
+            writer({"type": OUTPUT_EVENT, **data})
+
+    return relay
+
+
+def _async_relay(session: E2BSandboxSession) -> _AsyncOutputCallback | None:
+    config = var_child_runnable_config.get()
+    writer = _writer()
+    if config is None and writer is None:
+        return None
+
+    async def relay(stream: str, text: str) -> None:
+        data = {"stream": stream, "text": text, "sandbox_id": session.sandbox_id}
+        if config is not None and config.get("callbacks") is not None:
+            with contextlib.suppress(RuntimeError):  # no run to attach the event to
+                await adispatch_custom_event(OUTPUT_EVENT, data, config=config)
+        if writer is not None:
+            writer({"type": OUTPUT_EVENT, **data})
+
+    return relay
+
+
+def _dispatch(config: RunnableConfig | None, data: dict[str, Any]) -> None:
+    if config is None or config.get("callbacks") is None:
+        return
+    with contextlib.suppress(RuntimeError):  # no run to attach the event to
+        dispatch_custom_event(OUTPUT_EVENT, data, config=config)
+
+
+# --- stateful Python for deep agents -------------------------------------------------------------
+
+CODE_PROMPT = (
+    "## Python kernel\n"
+    "`run_code` runs Python in a Jupyter kernel in the same sandbox as `execute` and the file "
+    "tools. Variables, imports and loaded data persist between `run_code` calls: build on earlier "
+    "results instead of recomputing them. Charts you show (matplotlib) come back to you as "
+    "images. If a result says the sandbox was restarted, earlier variables are gone."
+)
+
+
+class E2BCodeMiddleware(AgentMiddleware):
+    """Adds our stateful ``run_code`` tool to a deep agent, on the backend's own sandbox.
+
+    The tool runs on the same session (or per-thread session) as ``backend``, so the kernel sees
+    the files the agent wrote with ``write_file`` or ``execute``, keeps variables between steps,
+    and returns charts as images.
+
+    Example:
+        .. code-block:: python
+
+            backend = E2BSandbox()
+            agent = create_deep_agent(
+                model, backend=backend, middleware=[E2BCodeMiddleware(backend)]
+            )
+
+    Args:
+        backend: The :class:`E2BSandbox` or :class:`AsyncE2BSandbox` the agent uses.
+        prompt: The system-prompt section about the tool; ``""`` adds none.
+        **tool_options: Options for the tool (``max_output_chars``, ``include_images``, ...).
+    """
+
+    def __init__(
+        self, backend: _SessionSandbox, *, prompt: str = CODE_PROMPT, **tool_options: Any
+    ) -> None:
+        if not isinstance(backend, _SessionSandbox):
+            raise E2BConfigError(
+                "E2BCodeMiddleware needs the E2BSandbox or AsyncE2BSandbox the agent uses, "
+                f"got {type(backend).__name__}."
+            )
+        super().__init__()
+        self.backend = backend
+        self.prompt = prompt
+        self.tools: list[BaseTool] = E2BSandboxToolkit(
+            session=backend.sessions, selected_tools=["run_code"], **tool_options
+        ).get_tools()
+
+    def _with_prompt(self, request: ModelRequest) -> ModelRequest:
+        if not self.prompt:
+            return request
+        current = request.system_message
+        if current is None:
+            return request.override(system_message=SystemMessage(content=self.prompt))
+        if isinstance(current.content, str):
+            content: Any = f"{current.content}\n\n{self.prompt}"
+        else:
+            content = [*current.content, {"type": "text", "text": self.prompt}]
+        return request.override(system_message=SystemMessage(content=content))
+
+    def wrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+    ) -> ModelResponse:
+        """Tell the model about the kernel."""
+        return handler(self._with_prompt(request))
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
+    ) -> ModelResponse:
+        """Async :meth:`wrap_model_call`."""
+        return await handler(self._with_prompt(request))
+
+
+# --- the deepagents-code sandbox provider ------------------------------------------------------
+
+
+def _deepagents_code() -> Any:
+    """deepagents-code's provider module, when it is installed."""
+    try:
+        from deepagents_code.integrations import sandbox_provider
+    except ImportError:
+        return None
+    return sandbox_provider
+
+
+_code = _deepagents_code()
+
+if _code is not None:
+    SandboxNotFoundError: type[Exception] = _code.SandboxNotFoundError
+else:
+
+    class SandboxNotFoundError(LookupError):  # type: ignore[no-redef]
+        """No sandbox has the requested id (deepagents-code's own class when installed)."""
+
+
+def _env(name: str) -> str | None:
+    """``DEEPAGENTS_CODE_<NAME>`` first, then ``<NAME>``, as deepagents-code resolves settings."""
+    return os.environ.get(f"DEEPAGENTS_CODE_{name}") or os.environ.get(name) or None
+
+
+def _seconds_option(value: int | str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        raise E2BConfigError(f"{name} must be a whole number of seconds, got {value!r}") from None
+    if seconds < 0:
+        raise E2BConfigError(f"{name} must not be negative, got {seconds}")
+    return seconds
+
+
+class E2BProvider:
+    """The ``e2b`` sandbox provider of ``deepagents-code`` (``dcode --sandbox e2b``).
+
+    With ``E2B_API_KEY`` (or ``DEEPAGENTS_CODE_E2B_API_KEY``) set it uses E2B cloud; without it,
+    the local runtime embedded in the process, offline. Sandboxes on the embedded runtime end with
+    the process that started them; to reconnect by id from another process, point
+    ``E2B_API_URL``/``E2B_SANDBOX_URL`` at a runtime that outlives it, or use the cloud.
+
+    Args:
+        **session_options: Options for every session (``api_url``, ``sandbox_url``, ``envs``...).
+    """
+
+    def __init__(self, **session_options: Any) -> None:
+        self.session_options = dict(session_options)
+        key = _env("E2B_API_KEY")
+        if key and "api_key" not in self.session_options:
+            self.session_options["api_key"] = key
+
+    @property
+    def metadata(self) -> Any:
+        """deepagents-code's description of this provider (``None`` without deepagents-code)."""
+        if _code is None:
+            return None
+        return _code.SandboxProviderMetadata(
+            name="e2b",
+            working_dir=DEFAULT_WORKDIR,
+            install=_code.SandboxInstallHint(kind="package", name="langchain-e2b[deepagents]"),
+            supports_sandbox_id=True,
+            supports_snapshot_name=False,
+            backend_module="langchain_e2b.deepagents",
+        )
+
+    def _session(
+        self, sandbox_id: str | None, timeout: int | str | None, template: str | None, workdir: str
+    ) -> E2BSandboxSession:
+        lifetime = _seconds_option(
+            timeout if timeout is not None else _env("E2B_SANDBOX_TIMEOUT"), "timeout", 30 * 60
+        )
+        options = {
+            **self.session_options,
+            "cwd": workdir,
+            "sandbox_timeout": max(lifetime, 1),
+            "capture_chars": 2 * DEFAULT_MAX_OUTPUT_CHARS,
+        }
+        chosen = template or _env("E2B_TEMPLATE")
+        if chosen:
+            options["template"] = chosen
+        if sandbox_id is None:
+            return E2BSandboxSession(**options)
+        return E2BSandboxSession.connect(sandbox_id, **options)
+
+    def get_or_create(
+        self,
+        *,
+        sandbox_id: str | None = None,
+        timeout: int | str | None = None,
+        template: str | None = None,
+        workdir: str = DEFAULT_WORKDIR,
+        command_timeout: int | str | None = None,
+        **kwargs: Any,
+    ) -> E2BSandbox:
+        """Connect to sandbox ``sandbox_id``, or create a sandbox; return its backend.
+
+        Args:
+            sandbox_id: An existing sandbox's id, or ``None`` for a new sandbox.
+            timeout: Seconds the sandbox lives after its last call (``E2B_SANDBOX_TIMEOUT``;
+                default 30 minutes).
+            template: Template of a new sandbox (``E2B_TEMPLATE``; default code-interpreter).
+            workdir: Working directory of ``execute``.
+            command_timeout: Default seconds an ``execute`` call may run (default 30 minutes).
+            **kwargs: Not supported; present so unknown options fail with a clear message.
+
+        Raises:
+            SandboxNotFoundError: No sandbox has the id ``sandbox_id``.
+            TypeError: An option this provider does not know.
+        """
+        _no_extra(kwargs)
+        session = self._session(sandbox_id, timeout, template, workdir)
+        session.ensure_sandbox()
+        if sandbox_id is not None and session.sandbox_id != sandbox_id:
+            session.close()  # kills the replacement the session had to create
+            raise SandboxNotFoundError(f"No E2B sandbox with id {sandbox_id!r} is running.")
+        return E2BSandbox(
+            session=session,
+            workdir=workdir,
+            timeout=_seconds_option(command_timeout, "command_timeout", DEFAULT_TIMEOUT),
+        )
+
+    async def aget_or_create(
+        self,
+        *,
+        sandbox_id: str | None = None,
+        timeout: int | str | None = None,  # the sandbox's lifetime
+        template: str | None = None,
+        workdir: str = DEFAULT_WORKDIR,
+        command_timeout: int | str | None = None,
+        **kwargs: Any,
+    ) -> AsyncE2BSandbox:
+        """Async :meth:`get_or_create`."""
+        _no_extra(kwargs)
+        session = self._session(sandbox_id, timeout, template, workdir)
+        await session.aensure_sandbox()
+        if sandbox_id is not None and session.sandbox_id != sandbox_id:
+            await session.aclose()
+            raise SandboxNotFoundError(f"No E2B sandbox with id {sandbox_id!r} is running.")
+        return AsyncE2BSandbox(
+            session=session,
+            workdir=workdir,
+            timeout=_seconds_option(command_timeout, "command_timeout", DEFAULT_TIMEOUT),
+        )
+
+    def delete(self, *, sandbox_id: str, **kwargs: Any) -> None:
+        """Kill sandbox ``sandbox_id``.
+
+        Raises:
+            SandboxNotFoundError: No sandbox has that id.
+        """
+        _no_extra(kwargs)
+        from e2b import Sandbox
+
+        options = E2BSandboxSession(**self.session_options).connection_options()
+        if not Sandbox.kill(sandbox_id, **options):
+            raise SandboxNotFoundError(f"No E2B sandbox with id {sandbox_id!r} is running.")
+
+    async def adelete(self, *, sandbox_id: str, **kwargs: Any) -> None:
+        """Async :meth:`delete`."""
+        _no_extra(kwargs)
+        from e2b import AsyncSandbox
+
+        options = E2BSandboxSession(**self.session_options).connection_options()
+        if not await AsyncSandbox.kill(sandbox_id, **options):
+            raise SandboxNotFoundError(f"No E2B sandbox with id {sandbox_id!r} is running.")
+
+
+def _no_extra(kwargs: dict[str, Any]) -> None:
+    if kwargs:
+        raise TypeError(
+            f"The e2b sandbox provider does not take {', '.join(sorted(kwargs))}; it takes "
+            "timeout, template, workdir and command_timeout."
+        )
+
+
+__all__ = [
+    "CODE_PROMPT",
+    "DEFAULT_MAX_OUTPUT_CHARS",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_WORKDIR",
+    "NO_LIMIT_TIMEOUT",
+    "TIMEOUT_EXIT_CODE",
+    "AsyncE2BSandbox",
+    "E2BCodeMiddleware",
+    "E2BProvider",
+    "E2BSandbox",
+    "SandboxNotFoundError",
+]

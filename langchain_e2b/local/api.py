@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -49,21 +50,28 @@ async def handle(supervisor: Supervisor, scope: Scope, receive: Receive, send: S
         await send_response(send, 204)
     elif len(parts) == 3 and method == "POST" and parts[2] in ("connect", "resume"):
         body = await read_json(receive)
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        timeout = _timeout(body["timeout"]) if "timeout" in body else None
+        # As on E2B: connecting resumes a paused sandbox, and extends a sandbox's lifetime
+        # but never shortens it.
+        resumed = await supervisor.resume_sandbox(parts[1], timeout)
         sandbox = _get(supervisor, parts[1])
-        if "timeout" in body:
-            sandbox.end_at = time.time() + _timeout(body["timeout"])
-        await send_json(send, 200, sandbox.describe(tokens=True))
+        await send_json(send, 201 if resumed else 200, sandbox.describe(tokens=True))
     elif len(parts) == 3 and method == "POST" and parts[2] == "timeout":
         body = await read_json(receive)
         sandbox = _get(supervisor, parts[1])
-        sandbox.end_at = time.time() + _timeout(body.get("timeout"))
+        # A paused sandbox's clock is stopped: its new lifetime counts from when it was paused.
+        sandbox.end_at = (sandbox.paused_at or time.time()) + _timeout(body.get("timeout"))
         await send_response(send, 204)
     elif len(parts) == 3 and method == "GET" and parts[2] == "metrics":
         _get(supervisor, parts[1])
         await send_json(send, 200, [])
     elif len(parts) == 3 and method == "POST" and parts[2] == "pause":
-        _get(supervisor, parts[1])
-        raise ApiError(501, "the local runtime cannot pause sandboxes; kill it, or let it time out")
+        await read_json(receive)  # keep-memory options: memory always stays resident here
+        if not await supervisor.pause_sandbox(parts[1]):
+            raise ApiError(409, f"sandbox '{parts[1]}' is already paused")
+        await send_response(send, 204)
     else:
         raise ApiError(404, f"unknown route: {method} {scope['path']}")
 
@@ -113,23 +121,69 @@ def _detail(sandbox: Sandbox) -> dict[str, Any]:
 
 async def _list(supervisor: Supervisor, scope: Scope, send: Send) -> None:
     params = query(scope)
-    sandboxes = sorted(supervisor.sandboxes.values(), key=lambda s: (s.started_at, s.sandbox_id))
-    states = {s for s in params.get("state", "running").split(",") if s}
-    if "running" not in states:
-        sandboxes = []
-    if params.get("order") == "desc":
-        sandboxes.reverse()
+    states = {s for s in params.get("state", "running,paused").split(",") if s}
+    if not states <= _STATES:
+        raise ApiError(400, f"state must be a list of: {', '.join(sorted(_STATES))}")
+    order = params.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise ApiError(400, "order must be 'asc' or 'desc'")
+    limit = _limit(params.get("limit"))
+    sandboxes = [s for s in supervisor.sandboxes.values() if s.state in states]
     if params.get("template"):
         sandboxes = [s for s in sandboxes if s.template == params["template"]]
     wanted = _decode_metadata(params.get("metadata", ""))
     sandboxes = [s for s in sandboxes if all(s.metadata.get(k) == v for k, v in wanted.items())]
-    start = int(params["nextToken"]) if params.get("nextToken", "").isdigit() else 0
-    limit = int(params["limit"]) if params.get("limit", "").isdigit() else len(sandboxes)
-    page = sandboxes[start : start + max(limit, 1)] if sandboxes else []
+    if params.get("startedAfter"):
+        since = _parse_time(params["startedAfter"], "startedAfter")
+        sandboxes = [s for s in sandboxes if s.started_at >= since]
+    # Newest first unless asked otherwise; the page token is the last key handed out, so pages
+    # stay consistent while sandboxes come and go.
+    sandboxes.sort(key=_list_key, reverse=order == "desc")
+    if params.get("nextToken"):
+        after = _decode_token(params["nextToken"])
+        if order == "desc":
+            sandboxes = [s for s in sandboxes if _list_key(s) < after]
+        else:
+            sandboxes = [s for s in sandboxes if _list_key(s) > after]
+    page = sandboxes[:limit]
     headers: list[tuple[str, str]] = []
-    if start + len(page) < len(sandboxes):
-        headers.append(("x-next-token", str(start + len(page))))
+    if len(sandboxes) > limit:
+        started_ns, sandbox_id = _list_key(page[-1])
+        headers.append(("x-next-token", f"{started_ns}.{sandbox_id}"))
     await send_json(send, 200, [s.listed() for s in page], headers=headers)
+
+
+_STATES = {"running", "paused"}
+_MAX_LIMIT = 100
+
+
+def _list_key(sandbox: Sandbox) -> tuple[int, str]:
+    return round(sandbox.started_at * 1e9), sandbox.sandbox_id
+
+
+def _limit(raw: str | None) -> int:
+    if not raw:
+        return _MAX_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_LIMIT:
+        raise ApiError(400, f"limit must be a whole number from 1 to {_MAX_LIMIT}")
+    return int(raw)
+
+
+def _decode_token(raw: str) -> tuple[int, str]:
+    started, _, sandbox_id = raw.partition(".")
+    if not started.isdigit() or not sandbox_id:
+        raise ApiError(400, "nextToken is not a token this runtime handed out")
+    return int(started), sandbox_id
+
+
+def _parse_time(raw: str, name: str) -> float:
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{name} must be an RFC 3339 time, got {raw!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
 
 
 def _decode_metadata(raw: str) -> dict[str, str]:

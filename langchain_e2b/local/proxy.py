@@ -64,6 +64,11 @@ async def handle(supervisor: Supervisor, scope: Scope, receive: Receive, send: S
             await send_error(send, 401, refused)
             return
     scope[AUTHENTICATED] = True
+    if sandbox.paused_at is not None:
+        # Its processes are frozen: a forwarded request would hang until it is resumed.
+        paused = f"The sandbox {sandbox.sandbox_id} is paused: connect to it to resume it"
+        await send_json(send, 502, {"sandboxId": sandbox_id, "message": paused, "code": 502})
+        return
     headers = [
         (k.decode("latin-1"), v.decode("latin-1"))
         for k, v in scope["headers"]

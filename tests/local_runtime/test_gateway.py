@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import e2b
@@ -12,6 +16,8 @@ import pytest
 from e2b import Sandbox, SandboxQuery
 from e2b_code_interpreter import AsyncSandbox as AsyncCodeSandbox
 from e2b_code_interpreter import Sandbox as CodeSandbox
+
+from langchain_e2b.local import LocalRuntime
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("E2B_API_KEY")), reason="exercises the local runtime only"
@@ -121,9 +127,106 @@ def test_data_plane_needs_the_sandbox_token(e2b_connection: dict[str, Any]) -> N
         sandbox.kill()
 
 
-def test_internet_request_refused_when_disabled(e2b_connection: dict[str, Any]) -> None:
-    with pytest.raises(e2b.SandboxException, match="--allow-internet"):
-        Sandbox.create(template="base", allow_internet_access=True, **e2b_connection)
+@pytest.fixture(scope="module")
+def private() -> Iterator[LocalRuntime]:
+    """A runtime of this module's own: what it logs and lists is only these tests' doing."""
+    with LocalRuntime(pool_size=0) as runtime:
+        yield runtime
+
+
+def test_internet_request_without_allow_internet_gets_a_sandbox_without_network(
+    private: LocalRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    options = private.connection_options()
+    with caplog.at_level(logging.WARNING, logger="langchain_e2b.local"):
+        made = [
+            Sandbox.create(template="base", allow_internet_access=True, **options) for _ in range(2)
+        ]
+    try:
+        for sandbox in made:
+            names = "import socket; print(*sorted(n for _, n in socket.if_nameindex()))"
+            assert sandbox.commands.run(f'python3 -c "{names}"').stdout.split() == ["lo"]
+            assert sandbox.get_info().allow_internet_access is False
+        told = [r for r in caplog.records if "--allow-internet" in r.getMessage()]
+        assert len(told) == 1
+    finally:
+        for sandbox in made:
+            sandbox.kill()
+
+
+def test_list_is_newest_first_pages_and_filters_by_start_time(private: LocalRuntime) -> None:
+    options = private.connection_options()
+    tag = {"tag": f"order-{time.monotonic_ns()}"}
+    made = []
+    try:
+        for _ in range(5):
+            made.append(Sandbox.create(template="base", metadata=tag, **options))
+        newest_first = [s.sandbox_id for s in reversed(made)]
+        paginator = Sandbox.list(query=SandboxQuery(metadata=tag), limit=2, **options)
+        pages = []
+        while paginator.has_next:
+            pages.append([info.sandbox_id for info in paginator.next_items()])
+        assert [len(page) for page in pages] == [2, 2, 1]
+        assert [sandbox_id for page in pages for sandbox_id in page] == newest_first
+        # A sandbox created between pages neither repeats nor hides an older one.
+        paginator = Sandbox.list(query=SandboxQuery(metadata=tag), limit=3, **options)
+        first = [info.sandbox_id for info in paginator.next_items()]
+        made.append(Sandbox.create(template="base", metadata=tag, **options))
+        rest = [info.sandbox_id for info in paginator.next_items()]
+        assert first + rest == newest_first
+        assert not paginator.has_next
+
+        third = made[2].get_info().started_at
+        since = Sandbox.list(query=SandboxQuery(metadata=tag, started_after=third), **options)
+        expected = [made[5].sandbox_id, *newest_first[:3]]
+        assert [info.sandbox_id for info in since.next_items()] == expected
+        oldest_first = Sandbox.list(query=SandboxQuery(metadata=tag), order="asc", **options)
+        assert [info.sandbox_id for info in oldest_first.next_items()] == [
+            s.sandbox_id for s in made
+        ]
+    finally:
+        for sandbox in made:
+            sandbox.kill()
+
+
+def test_connect_extends_a_running_sandbox_but_never_shortens_it(private: LocalRuntime) -> None:
+    options = private.connection_options()
+    sandbox = Sandbox.create(template="base", timeout=600, **options)
+    try:
+        end = sandbox.get_info().end_at
+        Sandbox.connect(sandbox.sandbox_id, timeout=30, **options)
+        assert sandbox.get_info().end_at == end
+        Sandbox.connect(sandbox.sandbox_id, timeout=3600, **options)
+        assert (sandbox.get_info().end_at - end).total_seconds() > 2900
+        # set_timeout is the way to shorten it, as on E2B.
+        sandbox.set_timeout(30)
+        assert sandbox.get_info().end_at < end
+    finally:
+        sandbox.kill()
+
+
+def test_a_failed_create_tells_the_user_why(tmp_path: Path) -> None:
+    with LocalRuntime(pool_size=0, data_dir=tmp_path / "data") as runtime:
+        sandboxes = tmp_path / "data" / "sandboxes"
+        sandboxes.rmdir()
+        sandboxes.write_text("not a directory")  # the data directory was tampered with
+        with pytest.raises(e2b.SandboxException) as info:
+            Sandbox.create(template="base", **runtime.connection_options())
+        message = str(info.value)
+        assert "NotADirectoryError" in message
+        assert str(sandboxes) in message
+
+
+def test_generated_keys_have_e2b_shape_and_other_keys_are_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert re.fullmatch(r"e2b_[0-9a-f]{40}", LocalRuntime().api_key)
+    with caplog.at_level(logging.WARNING, logger="langchain_e2b.local"):
+        LocalRuntime(api_key="e2b_" + "ab" * 20)
+        assert not caplog.records
+        LocalRuntime(api_key="my-local-key")
+    (record,) = caplog.records
+    assert "client-side API key check" in record.getMessage()
 
 
 def test_malformed_requests_keep_server_serving(e2b_connection: dict[str, Any]) -> None:

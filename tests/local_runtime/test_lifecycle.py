@@ -68,7 +68,7 @@ def test_serve_prints_exports_and_stops_on_interrupt(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        lines = [proc.stdout.readline() for _ in range(5)] if proc.stdout else []
+        lines = _announcement(proc)
         exports = dict(
             line.removeprefix("export ").strip().split("=", 1)
             for line in lines
@@ -89,3 +89,71 @@ def test_serve_prints_exports_and_stops_on_interrupt(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             pytest.fail("serve did not stop on Ctrl-C")
+
+
+def _announcement(proc: subprocess.Popen[str]) -> list[str]:
+    """What ``local serve`` prints on stdout up to its "Press Ctrl-C" line."""
+    lines: list[str] = []
+    while proc.stdout is not None and (line := proc.stdout.readline()):
+        lines.append(line)
+        if line.startswith("Press Ctrl-C"):
+            break
+    return lines
+
+
+def test_serve_takes_limits_and_the_key_from_a_file_or_the_environment(tmp_path: Path) -> None:
+    key = "e2b_" + "5a" * 20
+    key_file = tmp_path / "key"
+    key_file.write_text(key + "\n")
+    limits = ["--memory", "512M", "--cpus", "1", "--processes", "100", "--disk", "256M"]
+    cmd = [sys.executable, "-m", "langchain_e2b", "local", "serve", "--pool", "0"]
+    env = {k: v for k, v in os.environ.items() if k != "E2B_API_KEY"}
+    proc = subprocess.Popen(
+        [*cmd, "--api-key-file", str(key_file), *limits],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = _announcement(proc)
+        assert (
+            "Per-sandbox limits: memory 512 MiB, 1 CPUs, 100 processes, disk 256 MiB per "
+            "writable area; internet off.\n"
+        ) in lines
+        exports = dict(
+            line.removeprefix("export ").strip().split("=", 1)
+            for line in lines
+            if line.startswith("export ")
+        )
+        assert exports["E2B_API_KEY"] == key
+        options = {"api_url": exports["E2B_API_URL"], "sandbox_url": exports["E2B_SANDBOX_URL"]}
+        sandbox = Sandbox.create(template="base", api_key=key, **options)
+        try:
+            size_kib = sandbox.commands.run("df -k --output=size /tmp | tail -1").stdout
+            assert int(size_kib) == 256 * 1024
+        finally:
+            sandbox.kill()
+    finally:
+        proc.send_signal(2)
+        proc.wait(timeout=60)
+
+    # From the environment, in a shape some SDK releases refuse: accepted, with a warning.
+    proc = subprocess.Popen(
+        [*cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "E2B_API_KEY": "local-key"},
+    )
+    try:
+        exports = dict(
+            line.removeprefix("export ").strip().split("=", 1)
+            for line in _announcement(proc)
+            if line.startswith("export ")
+        )
+        assert exports["E2B_API_KEY"] == "local-key"
+    finally:
+        proc.send_signal(2)
+        _, err = proc.communicate(timeout=60)
+    assert "client-side API key check" in err

@@ -43,7 +43,8 @@ class Served:
     @property
     def address(self) -> tuple[str, int]:
         parts = urlsplit(self.url)
-        assert parts.hostname is not None and parts.port is not None
+        assert parts.hostname is not None
+        assert parts.port is not None
         return parts.hostname, parts.port
 
     @property

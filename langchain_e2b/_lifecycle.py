@@ -215,6 +215,7 @@ class Lifecycle:
         return Emit(list(self.listeners), events)
 
     def check_open(self) -> None:
+        """Refuse every call after ``close()``."""
         if self.closed:
             raise E2BSessionClosedError(
                 "This E2BSandboxSession is closed; create a new session to run more code."

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from agent_helpers import tool_texts
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
@@ -23,6 +22,7 @@ from langgraph.prebuilt import ToolNode
 from langchain_e2b import E2BSandboxSession, E2BSandboxToolkit
 from langchain_e2b.langgraph import E2BSandboxMiddleware, E2BThreadSessions
 from langchain_e2b.testing import ScriptedChatModel, tool_call, turn
+from tests.agents.agent_helpers import tool_texts
 
 RUNS = 50
 

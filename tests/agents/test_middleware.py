@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from agent_helpers import ScriptedChatModel, echo_model, sandboxes_of, tool_texts
 from langchain.agents import create_agent
 from langchain_core.messages import BaseMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
@@ -15,6 +14,7 @@ from langchain_e2b.errors import E2BConfigError
 from langchain_e2b.langgraph import E2BSandboxMiddleware, E2BThreadSessions
 from langchain_e2b.session import RESTART_NOTICE
 from langchain_e2b.testing import tool_call, turn
+from tests.agents.agent_helpers import ScriptedChatModel, echo_model, sandboxes_of, tool_texts
 
 Factory = Callable[..., E2BThreadSessions]
 

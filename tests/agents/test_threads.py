@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from agent_helpers import ScriptedChatModel, echo_model, sandboxes_of, tool_texts
 from e2b_code_interpreter import Sandbox
 from langchain.agents import create_agent
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
-from langchain_e2b import E2BSandboxToolkit
+from langchain_e2b import E2BSandboxToolkit, threads
 from langchain_e2b.langgraph import STORE_NAMESPACE, E2BThreadSessions
 from langchain_e2b.session import RESTART_NOTICE
 from langchain_e2b.testing import tool_call, turn
+from tests.agents.agent_helpers import ScriptedChatModel, echo_model, sandboxes_of, tool_texts
 
 Factory = Callable[..., E2BThreadSessions]
 
@@ -158,15 +160,20 @@ def test_idle_timeout_becomes_the_sandbox_timeout(make_sessions: Factory, thread
 
 
 def test_idle_sessions_are_dropped_from_memory_but_their_sandbox_is_left_to_its_timeout(
-    make_sessions: Factory, thread_id: str, e2b_connection: dict[str, Any]
+    make_sessions: Factory,
+    thread_id: str,
+    e2b_connection: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sessions = make_sessions(idle_timeout=600)
     idle = sessions.get({"configurable": {"thread_id": thread_id}})
     idle.run_code("kept = True")
-    # Pretend the thread has been idle for longer than idle_timeout.
-    sessions._last_used[thread_id] -= 601
+    # The provider's clock moves on past idle_timeout (the sandbox's own timeout does not).
+    now = time.monotonic()
+    monkeypatch.setattr(threads, "time", SimpleNamespace(monotonic=lambda: now + 601))
 
     sessions.get({"configurable": {"thread_id": f"{thread_id}-other"}})
+    monkeypatch.undo()
 
     assert sessions.session_for(thread_id) is None
     assert idle.closed

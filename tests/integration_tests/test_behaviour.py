@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -248,7 +249,7 @@ def test_model_fixable_mistakes_are_error_messages(make_session: MakeSession) ->
 
 @pytest.mark.slow
 def test_keepalive_outlives_sandbox_timeout_while_idle_sandbox_expires(
-    make_session: MakeSession,
+    make_session: MakeSession, e2b_connection: Any
 ) -> None:
     session = make_session(sandbox_timeout=3)
     session.run_code("alive = True")
@@ -256,8 +257,11 @@ def test_keepalive_outlives_sandbox_timeout_while_idle_sandbox_expires(
         result = session.run_code("import time; time.sleep(1); alive")
         assert result.notice is None
         assert result.text == "True"
-    # Left idle past its timeout, the sandbox expires, and the next call says so.
-    import time
-
-    time.sleep(6)
+    # Left idle past its timeout, the sandbox expires (the backend stops listing it), and the
+    # next call says so.
+    tag = {"test_run": session.metadata["test_run"]}
+    deadline = time.monotonic() + 30
+    while running_with(e2b_connection, tag) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert running_with(e2b_connection, tag) == []
     assert session.run_code("1").notice == RESTART_NOTICE

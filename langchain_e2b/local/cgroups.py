@@ -3,16 +3,16 @@
 Rlimits bound each process on its own and miss shared memory (``MAP_SHARED``, memfd, tmpfs); a
 cgroup bounds a sandbox's processes together, counts every page they charge (shared memory and
 the files in its tmpfs areas included), and going past it makes the kernel kill a process inside
-that cgroup only. Layout: in each hierarchy, below the runtime process's own cgroup (read from
-``/proc/self/cgroup``, never elsewhere), ``langchain-e2b-<runtime id>/<sandbox id>``. The jail's
-first process joins its sandbox's cgroups before it execs bubblewrap, so every process of the
-sandbox starts inside them; the jail's cgroup namespace hides the host's tree.
+that cgroup only. Layout: in each hierarchy, right below the runtime process's own cgroup (read
+from ``/proc/self/cgroup``, never elsewhere), ``langchain-e2b.<runtime id>.<sandbox id>``. The
+jail's first process joins its sandbox's cgroups before it execs bubblewrap, so every process of
+the sandbox starts inside them; the jail's cgroup namespace hides the host's tree.
 
 cgroup v1 (root on a v1 host): the ``memory``, ``cpu``, ``pids`` and ``freezer`` controllers,
 each in its own hierarchy. cgroup v2: a writable subtree of the runtime's own cgroup. v2 lets a
 cgroup either hold processes or hand controllers to its children, not both; when the runtime's
 cgroup holds only the runtime itself, the runtime moves into a leaf of its own
-(``langchain-e2b-proc-<pid>``) and enables the controllers for its siblings. Where neither works,
+(``langchain-e2b.proc.<pid>``) and enables the controllers for its siblings. Where neither works,
 ``RuntimeCgroups.fallbacks`` says which limit falls back to what.
 """
 
@@ -30,8 +30,8 @@ from pathlib import Path
 
 log = logging.getLogger("langchain_e2b.local")
 
-PREFIX = "langchain-e2b-"
-_PROC_LEAF = PREFIX + "proc-"
+PREFIX = "langchain-e2b."
+_PROC_LEAF = PREFIX + "proc."
 _V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
 _V2_CONTROLLERS = ("memory", "cpu", "pids")
 CPU_PERIOD_US = 100_000
@@ -245,7 +245,13 @@ class SandboxCgroup:
 
 @dataclass
 class RuntimeCgroups:
-    """One runtime's subtree in each usable hierarchy, and its sandboxes' cgroups in it."""
+    """The hierarchies a runtime uses, and its sandboxes' cgroups in them.
+
+    Sandbox cgroups sit directly in the runtime's own cgroup, named
+    ``langchain-e2b.<runtime id>.<sandbox id>``: the CPU scheduler weighs sibling cgroups
+    against each other and against the processes beside them, so a cgroup per runtime in
+    between would squeeze all of its sandboxes into the share of one process.
+    """
 
     runtime_id: str
     directories: list[tuple[Hierarchy, Path]] = field(default_factory=list)
@@ -260,7 +266,7 @@ class RuntimeCgroups:
         cpu: bool = True,
         hierarchies: Iterable[Hierarchy] | None = None,
     ) -> RuntimeCgroups:
-        """Create ``langchain-e2b-<runtime_id>`` in each usable hierarchy.
+        """Find the hierarchies this runtime can create cgroups in.
 
         Args:
             runtime_id: The runtime's id (its record in the reservations directory).
@@ -271,19 +277,21 @@ class RuntimeCgroups:
         runtime = cls(runtime_id)
         for hierarchy in detect() if hierarchies is None else hierarchies:
             try:
-                directory = _prepare(hierarchy, runtime_id)
+                if hierarchy.version == 2 and hierarchy.controllers:
+                    _delegate_v2(hierarchy)
+                if not os.access(hierarchy.base, os.W_OK | os.X_OK):
+                    raise PermissionError(errno.EACCES, "not writable")
             except OSError as exc:
                 log.debug("cgroup hierarchy %s is not usable: %s", hierarchy.base, exc)
                 continue
-            runtime.directories.append((hierarchy, directory))
+            runtime.directories.append((hierarchy, hierarchy.base))
         have = runtime.controllers
-        wanted = {"memory": memory, "cpu": cpu, "pids": True, "freezer": True}
-        if wanted["memory"] and "memory" not in have:
+        if memory and "memory" not in have:
             runtime.fallbacks.append(
                 "memory: no writable memory cgroup, so each process gets RLIMIT_DATA instead of "
                 "one ceiling for the sandbox (shared memory and tmpfs files are not counted)"
             )
-        if wanted["cpu"] and "cpu" not in have:
+        if cpu and "cpu" not in have:
             runtime.fallbacks.append("cpu: no writable cpu cgroup, so sandboxes share every core")
         if "pids" not in have:
             runtime.fallbacks.append(
@@ -309,7 +317,7 @@ class RuntimeCgroups:
         """Create a sandbox's cgroups with its limits (none if no hierarchy is usable).
 
         Args:
-            sandbox_id: Name of the sandbox's cgroup.
+            sandbox_id: The sandbox's id, part of its cgroups' name.
             memory_bytes: Memory ceiling of all its processes together (0: none).
             cpus: CPU share in cores (0: none).
             processes: Maximum number of its processes and threads (0: none).
@@ -317,7 +325,7 @@ class RuntimeCgroups:
         group = SandboxCgroup([])
         try:
             for hierarchy, parent in self.directories:
-                directory = parent / sandbox_id
+                directory = parent / f"{PREFIX}{self.runtime_id}.{sandbox_id}"
                 directory.mkdir(mode=0o755)
                 group.directories.append((hierarchy, directory))
                 _apply_limits(hierarchy, directory, memory_bytes, cpus, processes)
@@ -327,10 +335,13 @@ class RuntimeCgroups:
         return group
 
     def close(self) -> None:
-        """Remove the runtime's subtree (with anything still in it)."""
-        for hierarchy, directory in self.directories:
-            _kill_and_remove(directory)
-            if hierarchy.version == 2:
+        """Remove every cgroup of this runtime's sandboxes (killing what is left in them)."""
+        mine = f"{PREFIX}{self.runtime_id}."
+        for hierarchy, parent in self.directories:
+            for directory in _dirs(parent):
+                if directory.name.startswith(mine):
+                    _kill_and_remove(directory)
+            if hierarchy.version == 2 and hierarchy.controllers:
                 _leave_proc_leaf(hierarchy)
         self.directories = []
 
@@ -338,16 +349,19 @@ class RuntimeCgroups:
 def _apply_limits(
     hierarchy: Hierarchy, directory: Path, memory_bytes: int, cpus: float, processes: int
 ) -> None:
-    quota = int(cpus * CPU_PERIOD_US)
+    quota = max(int(cpus * CPU_PERIOD_US), 1000)
     if hierarchy.version == 1:
         if "memory" in hierarchy.controllers and memory_bytes > 0:
             _write(directory / "memory.limit_in_bytes", str(memory_bytes))
             # With swap, memory.limit alone would let the sandbox spill into it.
             with contextlib.suppress(OSError):
                 _write(directory / "memory.memsw.limit_in_bytes", str(memory_bytes))
-        if "cpu" in hierarchy.controllers and quota > 0:
+        if "cpu" in hierarchy.controllers and cpus > 0:
             _write(directory / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-            _write(directory / "cpu.cfs_quota_us", str(max(quota, 1000)))
+            _write(directory / "cpu.cfs_quota_us", str(quota))
+            # Weighed like as many busy processes as it has cores, and never less than one:
+            # a lighter weight delays every wakeup of the sandbox's processes on a busy host.
+            _write(directory / "cpu.shares", str(int(1024 * max(cpus, 1.0))))
         if "pids" in hierarchy.controllers and processes > 0:
             _write(directory / "pids.max", str(processes))
         return
@@ -355,25 +369,11 @@ def _apply_limits(
         _write(directory / "memory.max", str(memory_bytes))
         with contextlib.suppress(OSError):
             _write(directory / "memory.swap.max", "0")
-    if "cpu" in hierarchy.controllers and quota > 0:
-        _write(directory / "cpu.max", f"{max(quota, 1000)} {CPU_PERIOD_US}")
+    if "cpu" in hierarchy.controllers and cpus > 0:
+        _write(directory / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+        _write(directory / "cpu.weight", str(min(int(100 * max(cpus, 1.0)), 10000)))
     if "pids" in hierarchy.controllers and processes > 0:
         _write(directory / "pids.max", str(processes))
-
-
-def _prepare(hierarchy: Hierarchy, runtime_id: str) -> Path:
-    """Create the runtime's directory in a hierarchy; v2: make its controllers available."""
-    if hierarchy.version == 2 and hierarchy.controllers:
-        _delegate_v2(hierarchy)
-    directory = hierarchy.base / (PREFIX + runtime_id)
-    directory.mkdir(mode=0o755)
-    if hierarchy.version == 2 and hierarchy.controllers:
-        try:
-            _enable(directory, hierarchy.controllers)
-        except OSError:
-            directory.rmdir()
-            raise
-    return directory
 
 
 def _enable(directory: Path, controllers: Iterable[str]) -> None:
@@ -413,7 +413,8 @@ def _delegate_v2(hierarchy: Hierarchy) -> None:
 def _leave_proc_leaf(hierarchy: Hierarchy) -> None:
     """Once no runtime of this process uses the v2 subtree, move the process back (if moved)."""
     leaf = hierarchy.base / f"{_PROC_LEAF}{os.getpid()}"
-    if not leaf.is_dir() or any(p.name.startswith(PREFIX) and p != leaf for p in _dirs(hierarchy)):
+    others = [p for p in _dirs(hierarchy.base) if p.name.startswith(PREFIX) and p != leaf]
+    if not leaf.is_dir() or others:
         return
     with contextlib.suppress(OSError):
         _write(
@@ -424,9 +425,9 @@ def _leave_proc_leaf(hierarchy: Hierarchy) -> None:
         leaf.rmdir()
 
 
-def _dirs(hierarchy: Hierarchy) -> list[Path]:
+def _dirs(parent: Path) -> list[Path]:
     try:
-        return [p for p in hierarchy.base.iterdir() if p.is_dir()]
+        return [p for p in parent.iterdir() if p.is_dir()]
     except OSError:
         return []
 
@@ -436,12 +437,12 @@ def remove_stale(
 ) -> int:
     """Remove the cgroups dead runtimes left below this runtime's own cgroup; return how many.
 
-    A runtime's subtree ``langchain-e2b-<id>`` goes when ``is_live(id)`` is false (its processes
-    are killed first); a v2 process leaf goes when it is empty.
+    A sandbox cgroup ``langchain-e2b.<id>.<sandbox>`` goes when ``is_live(id)`` is false (its
+    processes are killed first); a v2 process leaf goes when it is empty.
     """
     removed = 0
     for hierarchy in detect() if hierarchies is None else hierarchies:
-        for directory in _dirs(hierarchy):
+        for directory in _dirs(hierarchy.base):
             name = directory.name
             if not name.startswith(PREFIX):
                 continue
@@ -451,6 +452,7 @@ def remove_stale(
                         directory.rmdir()
                         removed += 1
                 continue
-            if not is_live(name[len(PREFIX) :]) and _kill_and_remove(directory):
+            runtime_id = name[len(PREFIX) :].split(".", 1)[0]
+            if not is_live(runtime_id) and _kill_and_remove(directory):
                 removed += 1
     return removed

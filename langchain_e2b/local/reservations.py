@@ -8,8 +8,9 @@ directory, its sandboxes' directories, its cgroups) and never touches a live one
 
 Host uids for jails (root only) are reserved the same way: one lock file per uid, held while
 the sandbox lives, so two runtimes on one host never hand out the same uid. Uids of accounts
-(``getpwuid``/``getgrgid``) and of ``/etc/subuid``/``/etc/subgid`` ranges are skipped. A dead
-runtime's reservations are free again once its lock is gone and no process runs as the uid.
+(``getpwuid``/``getgrgid``), of ``/etc/subuid``/``/etc/subgid`` ranges and of any running
+process are skipped. A dead runtime's reservations are free again once its lock is gone and no
+process runs as the uid.
 """
 
 from __future__ import annotations
@@ -151,10 +152,10 @@ def clean_leftovers(directory: Path | None = None) -> dict[str, int]:
     """Remove what dead runtimes left: their directories, cgroups and records.
 
     Returns:
-        Counts of what was removed: ``runtimes``, ``paths`` and ``cgroups``.
+        Counts of what was removed: ``runtimes``, ``paths``, ``cgroups`` and ``uids``.
     """
     directory = directory or state_dir()
-    counts = {"runtimes": 0, "paths": 0, "cgroups": 0}
+    counts = {"runtimes": 0, "paths": 0, "cgroups": 0, "uids": 0}
     live_data_dirs: set[str] = set()
     dead: list[tuple[Path, int, dict[str, str]]] = []
     for path in _records(directory):
@@ -173,6 +174,11 @@ def clean_leftovers(directory: Path | None = None) -> dict[str, int]:
         except ValueError:
             body = {}
         dead.append((path, fd, body if isinstance(body, dict) else {}))
+    # The dead records are locked by us now: they are not live.
+    dead_ids = {path.name.removesuffix(_RECORD_SUFFIX) for path, _, _ in dead}
+    counts["cgroups"] = cgroups.remove_stale(
+        lambda rid: rid not in dead_ids and is_live(directory, rid)
+    )
     for path, fd, body in dead:
         try:
             counts["paths"] += _remove_paths(body, live_data_dirs)
@@ -181,11 +187,11 @@ def clean_leftovers(directory: Path | None = None) -> dict[str, int]:
             counts["runtimes"] += 1
         finally:
             os.close(fd)
-    counts["cgroups"] = cgroups.remove_stale(lambda rid: is_live(directory, rid))
+    counts["uids"] = _free_dead_uids(directory)
     if any(counts.values()):
         log.info(
             "removed what %(runtimes)d dead runtime(s) left: %(paths)d directories, "
-            "%(cgroups)d cgroups",
+            "%(cgroups)d cgroups, %(uids)d uid reservations",
             counts,
         )
     return counts
@@ -239,14 +245,44 @@ def _taken_by_account(uid: int, ranges: list[tuple[int, int]]) -> bool:
     return False
 
 
-def _uid_in_use(uid: int) -> bool:
-    """Whether any process runs as ``uid`` (a dead runtime's sandbox that outlived it)."""
+def _uids_in_use() -> set[int]:
+    """The uids in our range that live processes run as.
+
+    Zombies do not count: they can do nothing, and init reaps a dead runtime's a little later.
+    """
+    found = set()
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(entry.path).st_uid == uid:
-                    return True
-    return False
+            with contextlib.suppress(OSError, IndexError):
+                uid = os.stat(entry.path).st_uid
+                if uid < UID_BASE or uid in found:
+                    continue
+                with open(f"{entry.path}/stat", "rb") as stat:
+                    if stat.read().rsplit(b")", 1)[1].split()[0] != b"Z":
+                        found.add(uid)
+    return found
+
+
+def _free_dead_uids(directory: Path) -> int:
+    """Remove the uid lock files of dead runtimes whose uid no process uses any more."""
+    try:
+        entries = [p for p in (directory / "uids").iterdir() if p.name.isdigit()]
+    except FileNotFoundError:
+        return 0
+    freed = 0
+    in_use: set[int] | None = None
+    for path in entries:
+        fd = _open_locked(path)
+        if fd is None:
+            continue
+        try:
+            in_use = _uids_in_use() if in_use is None else in_use
+            if int(path.name) not in in_use:
+                path.unlink()
+                freed += 1
+        finally:
+            os.close(fd)
+    return freed
 
 
 class UidPool:
@@ -267,8 +303,12 @@ class UidPool:
             RuntimeError: if every uid in the range is taken.
         """
         mine = {uid for uid, _ in self._held.values()}
+        # Processes that already run as a uid (a tool that picked it, a runtime of an older
+        # version, a dead runtime's leftover) could reach the sandbox's files and count
+        # against its process limit: such uids are skipped.
+        in_use = _uids_in_use()
         for uid in range(UID_BASE, UID_BASE + UID_COUNT):
-            if uid in mine:
+            if uid in mine or uid in in_use:
                 continue
             if uid not in self._accounts:
                 self._accounts[uid] = _taken_by_account(uid, self._ranges)
@@ -277,10 +317,6 @@ class UidPool:
             path = self.directory / str(uid)
             fd = _open_locked(path)
             if fd is None:
-                continue
-            # A released uid's file is removed; one still there was a dead runtime's.
-            if os.fstat(fd).st_size and _uid_in_use(uid):
-                os.close(fd)
                 continue
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {owner}\n".encode(), 0)

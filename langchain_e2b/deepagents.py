@@ -16,6 +16,9 @@ have native blocking and async methods; they differ only in which E2B SDK sandbo
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
+import inspect
 import os
 import shlex
 from collections.abc import Awaitable, Callable
@@ -66,12 +69,55 @@ _MIN_INLINE_CHARS = 1000
 TIMEOUT_EXIT_CODE = 124
 """Exit code of a command stopped by its timeout (as ``timeout(1)`` reports it)."""
 
+_QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("langchain_e2b_quiet", default=False)
+"""Set while a file operation runs its helper commands, whose output is no one's live output."""
+
 _OutputCallback = Callable[[str, str], None]
 _AsyncOutputCallback = Callable[[str, str], Awaitable[None]]
 
 
+def _quiet(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with the live output of its helper commands switched off."""
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def aquiet(*args: Any, **kwargs: Any) -> Any:
+            token = _QUIET.set(True)
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                _QUIET.reset(token)
+
+        return aquiet
+
+    @functools.wraps(method)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        token = _QUIET.set(True)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _QUIET.reset(token)
+
+    return quiet
+
+
 class _SessionSandbox(BaseSandbox):
     """The Deep Agents sandbox protocol over a session, or over a provider of one per thread."""
+
+    # The file operations Deep Agents builds on execute: only execute itself streams output.
+    ls = _quiet(BaseSandbox.ls)
+    als = _quiet(BaseSandbox.als)
+    read = _quiet(BaseSandbox.read)
+    aread = _quiet(BaseSandbox.aread)
+    write = _quiet(BaseSandbox.write)
+    awrite = _quiet(BaseSandbox.awrite)
+    edit = _quiet(BaseSandbox.edit)
+    aedit = _quiet(BaseSandbox.aedit)
+    delete = _quiet(BaseSandbox.delete)
+    grep = _quiet(BaseSandbox.grep)
+    agrep = _quiet(BaseSandbox.agrep)
+    glob = _quiet(BaseSandbox.glob)
+    aglob = _quiet(BaseSandbox.aglob)
 
     # execute_with_offload is ours (see there), so Deep Agents' middleware may always use it.
     enable_capture_offload: bool = True
@@ -101,8 +147,10 @@ class _SessionSandbox(BaseSandbox):
         self._workdir = workdir
         self._default_timeout = timeout
         self._max_output_chars = int(max_output_chars)
-        # Sessions we create keep a bit more than we return, so a truncation can save the rest.
-        options = {"cwd": workdir, "capture_chars": 2 * self._max_output_chars, **session_options}
+        # Sessions we create keep more than we return, so that a truncation can save the rest
+        # (execute_with_offload returns much less than max_output_chars).
+        capture = 2 * max(self._max_output_chars, DEFAULT_MAX_OUTPUT_CHARS)
+        options = {"cwd": workdir, "capture_chars": capture, **session_options}
         self._owned = session is None
         self._sessions: E2BSandboxSession | SessionProvider
         if sandbox is not None:
@@ -307,6 +355,7 @@ class _SessionSandbox(BaseSandbox):
             responses.append(FileDownloadResponse(path=path, content=content, error=error))
         return responses
 
+    @_quiet
     async def adelete(self, file_path: str) -> DeleteResult:
         """Async ``delete`` (the protocol's default would run the blocking one in a thread)."""
         quoted = shlex.quote(file_path)
@@ -497,7 +546,7 @@ def _writer() -> Any:
 def _sync_relay(session: E2BSandboxSession) -> _OutputCallback | None:
     config = var_child_runnable_config.get()
     writer = _writer()
-    if config is None and writer is None:
+    if _QUIET.get() or (config is None and writer is None):
         return None
 
     def relay(stream: str, text: str) -> None:
@@ -512,7 +561,7 @@ def _sync_relay(session: E2BSandboxSession) -> _OutputCallback | None:
 def _async_relay(session: E2BSandboxSession) -> _AsyncOutputCallback | None:
     config = var_child_runnable_config.get()
     writer = _writer()
-    if config is None and writer is None:
+    if _QUIET.get() or (config is None and writer is None):
         return None
 
     async def relay(stream: str, text: str) -> None:

@@ -32,6 +32,7 @@ log = logging.getLogger("langchain_e2b.local")
 
 PREFIX = "langchain-e2b."
 _PROC_LEAF = PREFIX + "proc."
+_LEGACY_PREFIX = "langchain-e2b-"
 _V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
 _V2_CONTROLLERS = ("memory", "cpu", "pids")
 CPU_PERIOD_US = 100_000
@@ -444,6 +445,11 @@ def remove_stale(
     for hierarchy in detect() if hierarchies is None else hierarchies:
         for directory in _dirs(hierarchy.base):
             name = directory.name
+            if name.startswith(_LEGACY_PREFIX):
+                # A whole runtime's subtree, as the first version of this module laid it out.
+                if not is_live(name[len(_LEGACY_PREFIX) :]) and _kill_and_remove(directory):
+                    removed += 1
+                continue
             if not name.startswith(PREFIX):
                 continue
             if name.startswith(_PROC_LEAF):

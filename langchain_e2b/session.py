@@ -8,7 +8,6 @@ rule). Its public methods run that one operation with a blocking or an async dri
 
 from __future__ import annotations
 
-import logging
 import posixpath
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,8 +36,6 @@ from langchain_e2b._sdk import DEFAULT_CWD, OUTPUT_DIR, FileEntry, OutputCallbac
 from langchain_e2b._steps import Steps, adrive, drive
 from langchain_e2b.errors import E2BConfigError, E2BToolInputError
 from langchain_e2b.notebook import HistoryRecorder, export_notebook
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R", CodeResult, CommandResult)

@@ -27,6 +27,7 @@ import logging
 import os
 import queue
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -237,6 +238,26 @@ def _find_deno(path: str | None) -> str | None:
         return str(find_deno_bin())
     except (OSError, RuntimeError):
         return None
+
+
+# Deno's kernel reserves about 1.2 GiB of address space for V8's code (measured with Deno 2.9),
+# which the data-size limit counts though little of it is ever resident.
+_DENO_ADDRESS_SPACE = 3 * 1024**3 // 2
+
+
+def _start_failure(language: str, exc: BaseException) -> str:
+    """What to tell a client whose context of ``language`` could not start."""
+    flavour = _FLAVOURS[language]
+    message = f"Failed to start the {flavour.display} kernel: {exc}"
+    if flavour.kernel_name == _DENO_KERNEL_NAME:
+        limit, _ = resource.getrlimit(resource.RLIMIT_DATA)
+        if limit != resource.RLIM_INFINITY and limit < _DENO_ADDRESS_SPACE:
+            message += (
+                f". Deno's kernel needs about 1.5 GiB of address space and this sandbox's data"
+                f" size limit (its memory limit) is {limit // 1024**2} MiB: run JavaScript and"
+                " TypeScript in a sandbox whose memory limit is at least 1.5 GiB."
+            )
+    return message
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -793,7 +814,7 @@ class Interpreter:
             kernel = await self._create(language, cwd)
         except Exception as exc:
             logger.exception("starting a kernel failed")
-            await _text(send, 500, f"Failed to start a {language} kernel: {exc}")
+            await _text(send, 500, _start_failure(language, exc))
             return
         await send_json(send, 200, kernel.as_json())
 
@@ -855,8 +876,7 @@ class Interpreter:
                 kernel = await self._default(normalized)
             except Exception as exc:
                 logger.exception("starting the default %s kernel failed", normalized)
-                display = _FLAVOURS[normalized].display
-                await _text(send, 500, f"Failed to start the {display} kernel: {exc}")
+                await _text(send, 500, _start_failure(normalized, exc))
                 return
         try:
             _check_env_names(kernel.language, env_vars)

@@ -202,3 +202,19 @@ def test_bash_interrupt_keeps_the_shell(sandbox: Sandbox) -> None:
         assert after.logs.stderr == []
     finally:
         sandbox.remove_code_context(context)
+
+
+def test_javascript_that_ignores_the_interrupt_gets_a_restarted_kernel(sandbox: Sandbox) -> None:
+    context = sandbox.create_code_context(language="js")
+    try:
+        sandbox.run_code("globalThis.kept = 'yes'", context=context)
+        with pytest.raises(Exception, match="timed out"):
+            # An await that never settles: an interrupt cannot end it.
+            sandbox.run_code("await new Promise(() => {})", context=context, timeout=1)
+        after = sandbox.run_code("String(globalThis.kept)", context=context)
+        assert after.text == "undefined"
+        (notice,) = after.logs.stderr
+        assert "kernel was restarted" in notice
+        assert "lost" in notice
+    finally:
+        sandbox.remove_code_context(context)

@@ -158,7 +158,9 @@ def _resolve(key: str | None, api_url: str | None, sandbox_url: str | None) -> S
             options["sandbox_url"] = sandbox_url
         return _from_options(options, "options passed to the session", embedded=False)
     if env_key:
-        return _from_options({"api_key": env_key}, "E2B_API_KEY is set", embedded=False)
+        named = [name for name in _ENV_VARS if os.environ.get(name)]
+        reason = f"{' and '.join(named)} {'is' if len(named) == 1 else 'are'} set"
+        return _from_options({"api_key": env_key}, reason, embedded=False)
     ignored = [name for name in _ENV_VARS[1:] if os.environ.get(name)]
     if ignored:
         _warn(

@@ -2,6 +2,11 @@
 
 This is the only place SDK exceptions become :mod:`langchain_e2b.errors` ones.
 
+The caller is protected from what a sandbox prints: a command or cell printing fast for long
+would otherwise grow the process running the agent by gigabytes (the SDKs keep every chunk).
+:class:`Streams` keeps a bounded head and tail per stream while the output arrives, and empties
+the code-interpreter SDK's own copy as it goes (``benchmarks/bench_caller_memory.py``).
+
 One function per SDK call serves both SDK flavours: ``Sandbox`` and ``AsyncSandbox`` share method
 names and arguments, and the driver awaits what the async one returns.
 """

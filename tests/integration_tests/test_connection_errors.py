@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 
 from langchain_e2b import E2BBackendUnreachableError, E2BSandboxSession
+from langchain_e2b.session import EMBEDDED_ELSEWHERE, restart_notice
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("E2B_API_KEY")), reason="needs the local runtime's loopback addresses"
@@ -47,3 +50,43 @@ def test_errors_name_the_local_address_not_the_cloud(e2b_connection: dict[str, A
     session.close()
     assert e2b_connection["api_url"] in str(caught.value)
     assert "E2B cloud" not in str(caught.value)
+
+
+_FIRST = """
+from langchain_e2b import E2BSandboxSession
+session = E2BSandboxSession()
+session.run_code("x = 1")
+print(session.sandbox_id)
+session.close(kill=False)
+"""
+
+_SECOND = """
+import sys
+from langchain_e2b import E2BSandboxSession
+session = E2BSandboxSession.connect(sys.argv[1])
+print(session.backend.dies_with_process)
+print(session.run_code("1").notice)
+session.close()
+"""
+
+
+def test_a_sandbox_of_another_process_embedded_runtime_is_named_as_the_cause() -> None:
+    # Each process runs its own embedded runtime (no E2B_API_KEY): a sandbox id recorded by the
+    # first is useless to the second, and the notice says why instead of "expired or killed".
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    first = subprocess.run(
+        [sys.executable, "-c", _FIRST], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    sandbox_id = first.stdout.split()[-1]
+    second = subprocess.run(
+        [sys.executable, "-c", _SECOND, sandbox_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    dies, notice = second.stdout.strip().splitlines()[-2:]
+    assert dies == "True"
+    assert notice == restart_notice(EMBEDDED_ELSEWHERE)

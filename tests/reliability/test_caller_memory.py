@@ -1,10 +1,10 @@
 """The caller's own memory stays bounded however much a sandbox prints (issue 8, item 4).
 
 The caller runs in a child process, so the runtime serving the test (in this process) does not
-count: the child samples its own resident memory while a command prints 200 MB, then while a cell
-prints 30 MB (the local runtime's kernel dies past about 50 MB printed at full speed, a runtime
-problem of its own). Before the session kept a bounded head and tail, the child grew by about
-twice the output (384 MB for 200 MB).
+count: the child samples its own resident memory while a command prints 200 MB (through the
+blocking and the async methods), then while a cell prints 30 MB (the local runtime's kernel dies
+past about 50 MB printed at full speed, a runtime problem of its own). Before the session kept a
+bounded head and tail, the child grew by about twice the output (384 MB for 200 MB).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import pytest
 
 from langchain_e2b.local import LocalRuntime
 
-SIZES = {"command": 200_000_000, "cell": 30_000_000}
+SIZES = {"command": 200_000_000, "async command": 200_000_000, "cell": 30_000_000}
 # Generous, yet below what keeping the whole output costs (about twice its size).
-BOUNDS_MB = {"command": 100, "cell": 30}
+BOUNDS_MB = {"command": 100, "async command": 100, "cell": 30}
 
 CHILD = r"""
-import json, os, sys, threading, time
+import asyncio, json, os, sys, threading, time
 from langchain_e2b import E2BSandboxSession
 
 def rss_mb():
@@ -52,6 +52,8 @@ with E2BSandboxSession(**json.loads(os.environ["E2B_TEST_CONNECTION"]), timeout=
         sampler.start()
         if kind == "command":
             result = session.run_command(f"yes | head -c {size}", timeout=600)
+        elif kind == "async command":
+            result = asyncio.run(session.arun_command(f"yes | head -c {size}", timeout=600))
         else:
             result = session.run_code(
                 "import sys\nchunk = 'y\\n' * 500_000\n"

@@ -22,8 +22,9 @@ from langchain_e2b._format import CodeResult, CommandResult
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-DEFAULT_MAX_ENTRIES = 1_000
-DEFAULT_MAX_BYTES = 32_000_000
+DEFAULT_MAX_ENTRIES = 500
+DEFAULT_MAX_BYTES = 16_000_000
+"""Each session keeps its own recorder by default, so these bound every session's history."""
 
 Entry = CodeResult | CommandResult
 

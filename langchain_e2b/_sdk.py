@@ -61,8 +61,8 @@ DEFAULT_CWD = "/home/user"
 OUTPUT_DIR = "/tmp/langchain_e2b"
 """Where full outputs of truncated results and logs of background commands are written."""
 TOO_LONG = (
-    "too long to keep whole; to keep all of it, write it to a file in the sandbox (e.g. "
-    "`command > /tmp/out.txt 2>&1`) and read parts of that file"
+    "it was too long to keep; to see all of it, write it to a file in the sandbox instead (e.g. "
+    "`command > /tmp/out.txt 2>&1`, or open() in code) and read parts of that file"
 )
 """What the marker in a very long output says. Copying the dropped middle back into the sandbox
 from here was tried and rejected: a sandbox prints faster than the caller can upload, and the SDK's

@@ -28,6 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from e2b import SandboxQuery
 from e2b_code_interpreter import AsyncSandbox
@@ -41,7 +42,7 @@ class Stats:
     errors: list[str] = field(default_factory=list)
 
 
-def _rss_mib(pid: int) -> float:
+def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
@@ -49,11 +50,11 @@ def _rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def _start_runtime(api_key: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_runtime(api_key: str, log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     # Its output goes to a file: a pipe nobody drains would stall the runtime once full.
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "langchain_e2b", "local", "serve", "--api-key", api_key],
+            [sys.executable, "-m", "langchain_e2b", "local", "serve", "--api-key", api_key, *extra],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -68,7 +69,7 @@ def _start_runtime(api_key: str, log: Path) -> tuple[subprocess.Popen[bytes], st
     raise RuntimeError(f"the runtime did not start: {log.read_text(errors='replace')}")
 
 
-def _stop_runtime(proc: subprocess.Popen[bytes]) -> None:
+def stop_runtime(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=60)
@@ -145,10 +146,11 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
 
 
-async def _main(args: argparse.Namespace) -> int:
-    api_key = "bench_" + secrets.token_hex(8)
+async def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the load against a runtime started for it; return what was measured."""
+    api_key = "e2b_" + secrets.token_hex(20)  # the shape the E2B SDKs expect of a key
     log = Path(tempfile.mkdtemp(prefix="bench-load-")) / "runtime.log"
-    proc, url = _start_runtime(api_key, log)
+    proc, url = start_runtime(api_key, log)
     options = {"api_key": api_key, "api_url": url, "sandbox_url": url}
     try:
         # Warm the runtime once (imports, first jail), then let it settle before the baseline.
@@ -156,7 +158,7 @@ async def _main(args: argparse.Namespace) -> int:
         await warm.arun_code("1")
         await warm.aclose()
         await asyncio.sleep(3)
-        rss = [_rss_mib(proc.pid)]
+        rss = [rss_mib(proc.pid)]
         stats = Stats()
         elapsed = 0.0
         leftover = 0
@@ -168,21 +170,37 @@ async def _main(args: argparse.Namespace) -> int:
             elapsed += time.perf_counter() - started
             leftover += await _leftover(options)
             await asyncio.sleep(3)  # the gateway reaps killed jails in the background
-            rss.append(_rss_mib(proc.pid))
+            rss.append(rss_mib(proc.pid))
     finally:
-        _stop_runtime(proc)
-
+        stop_runtime(proc)
     calls = sum(len(v) for v in stats.latencies.values())
     expected_calls = args.rounds * args.sessions * (args.code + args.commands)
+    return {
+        "stats": stats,
+        "calls": calls,
+        "expected_calls": expected_calls,
+        "elapsed": elapsed,
+        "throughput": calls / elapsed if elapsed else 0.0,
+        "rss": rss,
+        "leftover": leftover,
+        "log": log,
+        "failed": bool(stats.errors or leftover or calls != expected_calls),
+    }
+
+
+async def _main(args: argparse.Namespace) -> int:
+    result = await run_load(args)
+    stats, calls, elapsed, rss = result["stats"], result["calls"], result["elapsed"], result["rss"]
+    log, leftover = result["log"], result["leftover"]
     print(
         f"rounds={args.rounds} sessions={args.sessions} run_code/session={args.code} "
         f"commands/session={args.commands}"
     )
     print(
-        f"calls completed: {calls}/{expected_calls} in {elapsed:.1f} s "
+        f"calls completed: {calls}/{result['expected_calls']} in {elapsed:.1f} s "
         f"(includes {args.rounds * args.sessions} sandbox creations)"
     )
-    print(f"throughput: {calls / elapsed:.1f} calls/s")
+    print(f"throughput: {result['throughput']:.1f} calls/s")
     for kind, samples in stats.latencies.items():
         if samples:
             print(
@@ -203,13 +221,12 @@ async def _main(args: argparse.Namespace) -> int:
     print(f"runtime log: {len(runtime_log)} lines ({log}, kept only if something failed)")
     for line in runtime_log[-20:]:
         print("  " + line)
-    failed = bool(stats.errors or leftover or calls != expected_calls)
-    if not failed:
+    if not result["failed"]:
         shutil.rmtree(log.parent, ignore_errors=True)
-    return 1 if failed else 0
+    return 1 if result["failed"] else 0
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--code", type=int, default=50, help="run_code calls per session")
@@ -220,7 +237,11 @@ def main() -> None:
         default=4,
         help="repeat the whole load; memory that keeps growing round after round is a leak",
     )
-    sys.exit(asyncio.run(_main(parser.parse_args())))
+    return parser
+
+
+def main() -> None:
+    sys.exit(asyncio.run(_main(parser().parse_args())))
 
 
 if __name__ == "__main__":

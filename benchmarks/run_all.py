@@ -1,0 +1,808 @@
+"""Every benchmark in one run: prints each target PASS/FAIL and regenerates docs/benchmarks.md.
+
+Contenders that are compared are measured in the same run, interleaved (one call of each in
+turn, order rotating), so the ratios hold on the machine at hand; the absolute times only
+describe that machine at that moment. The report names the machine, the load average before and
+after, and the package versions. Charts go to docs/benchmarks-*.png.
+
+Run: .venv/bin/python benchmarks/run_all.py [--quick] [--report docs/benchmarks.md]
+(`make bench` runs it; `--quick` uses few repetitions, to check the harness, not to quote.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bench_load
+import bench_runtime as br
+from e2b import Sandbox
+from e2b_code_interpreter import Sandbox as CodeSandbox
+
+from langchain_e2b import E2BCodeInterpreterTool, E2BSandboxSession
+from langchain_e2b.local import LocalRuntime
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PANDAS_CELL = textwrap.dedent(
+    """\
+    import numpy as np
+    import pandas as pd
+    rng = np.random.default_rng(7)
+    n = 2_000
+    df = pd.DataFrame({
+        "store": rng.choice(["north", "south", "east", "west"], n),
+        "product": rng.choice(["espresso", "latte", "mocha"], n),
+        "units": rng.integers(1, 20, n),
+        "price": rng.uniform(2.0, 6.0, n).round(2),
+    })
+    df["revenue"] = df["units"] * df["price"]
+    by_store = df.groupby("store")["revenue"].agg(["sum", "mean", "count"])
+    by_product = df.pivot_table(index="store", columns="product", values="units", aggfunc="sum")
+    top = by_store.sort_values("sum", ascending=False).head(2)
+    share = (by_store["sum"] / by_store["sum"].sum()).round(3)
+    summary = df.describe().loc[["mean", "std"]]
+    print(top.to_string())
+    print(share.to_dict())
+    print(by_product.shape)
+    summary
+    """
+)
+assert len(PANDAS_CELL.splitlines()) == 20
+
+STEP_CODES = {"1+1": "1+1", "pandas (20 lines)": PANDAS_CELL}
+
+# Published, not measured here: median create-to-first-command of hosted sandboxes.
+PUBLISHED_START = [
+    ("E2B (hosted)", 490.0, "ComputeSDK benchmarks, 2026 (published)"),
+    ("Daytona (hosted)", 190.0, "ComputeSDK benchmarks, 2026 (published)"),
+]
+
+
+@dataclass
+class Measure:
+    section: str
+    label: str
+    samples: list[float]  # seconds
+
+    @property
+    def median_ms(self) -> float:
+        return br.median_ms(self.samples)
+
+    @property
+    def p90_ms(self) -> float:
+        return br.percentile_ms(self.samples, 0.9)
+
+
+@dataclass
+class Target:
+    name: str
+    measured: float
+    limit: float
+    unit: str
+    lower_is_better: bool = True
+    why: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.measured <= self.limit if self.lower_is_better else self.measured >= self.limit
+
+    def verdict(self) -> str:
+        if self.passed:
+            return "PASS"
+        miss = self.measured - self.limit if self.lower_is_better else self.limit - self.measured
+        percent = 100 * miss / self.limit if self.limit else 0.0
+        return f"FAIL (missed by {miss:.3g} {self.unit}, {percent:.0f}%)"
+
+
+@dataclass
+class Report:
+    quick: bool
+    measures: list[Measure] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    facts: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    charts: list[str] = field(default_factory=list)
+
+    def add(self, section: str, samples: dict[str, list[float]]) -> None:
+        for label, values in samples.items():
+            self.measures.append(Measure(section, label, values))
+
+    def get(self, section: str, label: str) -> Measure:
+        for measure in self.measures:
+            if measure.section == section and measure.label == label:
+                return measure
+        raise KeyError((section, label))
+
+    def fact(self, section: str, name: str, value: str) -> None:
+        self.facts.setdefault(section, []).append((name, value))
+
+    def target(self, target: Target) -> None:
+        self.targets.append(target)
+        print(
+            f"  TARGET {target.name}: {target.measured:.3g} {target.unit} "
+            f"(limit {target.limit:g}) -> {target.verdict()}",
+            flush=True,
+        )
+
+
+# -- per step ------------------------------------------------------------------------------------
+
+FLOOR = "bare jupyter_client kernel (floor)"
+SDK = "e2b-code-interpreter SDK, local runtime"
+INVOKE = "E2BCodeInterpreterTool.invoke"
+AINVOKE = "E2BCodeInterpreterTool.ainvoke"
+AGENT = "create_agent step (scripted model)"
+REPL = "PythonREPLTool (langchain-experimental, in-process, no isolation)"
+QUICKJS = "create_agent step, JavaScript via langchain-quickjs (in-process QuickJS, new per run)"
+STEP_LABELS = [FLOOR, SDK, INVOKE, AINVOKE, AGENT, REPL, QUICKJS]
+
+
+def _scripted_model(code: str) -> Any:
+    try:
+        from langchain_e2b.testing import ScriptedChatModel, tool_call, turn
+    except ImportError:  # before the scripted model moved out of the demo
+        from langchain_e2b.demo import ScriptedChatModel, tool_call, turn  # type: ignore
+    return ScriptedChatModel(script=[turn(tool_call("run_code", code=code)), "Done."])
+
+
+def _python_repl() -> Callable[[str], Any] | None:
+    try:
+        from langchain_experimental.tools import PythonREPLTool
+    except ImportError:
+        return None
+    tool = PythonREPLTool()
+    return lambda code: tool.invoke({"query": code})
+
+
+def _quickjs_agent() -> Any | None:
+    """A ``create_agent`` whose scripted model runs ``1+1`` in langchain-quickjs's interpreter."""
+    try:
+        from langchain_quickjs import CodeInterpreterMiddleware
+    except ImportError:
+        return None
+    from langchain.agents import create_agent
+
+    middleware = CodeInterpreterMiddleware()
+    name = middleware.tools[0].name
+    try:
+        from langchain_e2b.testing import ScriptedChatModel, tool_call, turn
+    except ImportError:
+        from langchain_e2b.demo import ScriptedChatModel, tool_call, turn  # type: ignore
+    model = ScriptedChatModel(script=[turn(tool_call(name, code="1+1")), "Done."])
+    agent = create_agent(model=model, middleware=[middleware])
+    messages = agent.invoke({"messages": [("user", "go")]})["messages"]
+    if "2" not in str(messages[2].content):
+        raise RuntimeError(f"langchain-quickjs did not compute 1+1: {messages[2].content!r}")
+    return agent
+
+
+def bench_step(report: Report, runtime: LocalRuntime, rounds: int) -> None:
+    from langchain.agents import create_agent
+
+    print(f"per step: {rounds} interleaved rounds per code", flush=True)
+    options = runtime.connection_options()
+    loop = asyncio.new_event_loop()
+    sandbox = CodeSandbox.create(**options)
+    session = E2BSandboxSession(**options, history=False)
+    repl = _python_repl()
+    if repl is None:
+        report.notes.append(
+            "PythonREPLTool: langchain-experimental is not installed (the `bench` extra has it)."
+        )
+    quickjs = _quickjs_agent()
+    if quickjs is None:
+        report.notes.append(
+            "langchain-quickjs: not installed (the `bench` extra has it; it needs Python 3.11+)."
+        )
+    try:
+        tool = E2BCodeInterpreterTool(session=session)
+        with br.bare_kernel() as execute:
+            for name, code in STEP_CODES.items():
+                agent = create_agent(model=_scripted_model(code), tools=[tool])
+                contenders: dict[str, Callable[[], Any]] = {
+                    FLOOR: lambda code=code: execute(code),
+                    SDK: lambda code=code: sandbox.run_code(code),
+                    INVOKE: lambda code=code: tool.invoke({"code": code}),
+                    AINVOKE: lambda code=code: loop.run_until_complete(
+                        tool.ainvoke({"code": code})
+                    ),
+                    AGENT: lambda agent=agent: agent.invoke({"messages": [("user", "go")]}),
+                }
+                if repl is not None:
+                    contenders[REPL] = lambda code=code: repl(code)
+                if quickjs is not None and code == "1+1":  # JavaScript has no pandas cell
+                    contenders[QUICKJS] = lambda: quickjs.invoke({"messages": [("user", "go")]})
+                _check_step_results(sandbox, tool, code)
+                report.add(f"step: {name}", br.interleaved(contenders, rounds))
+    finally:
+        session.close()
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(session.aclose())
+        loop.close()
+        sandbox.kill()
+    floor = report.get("step: 1+1", FLOOR).median_ms
+    sdk = report.get("step: 1+1", SDK).median_ms
+    invoke = report.get("step: 1+1", INVOKE).median_ms
+    report.target(Target("runtime round trip / bare kernel (1+1)", sdk / floor, 1.3, "x"))
+    report.target(Target("tool overhead: invoke / raw SDK (1+1)", invoke / sdk, 1.05, "x"))
+
+
+def _check_step_results(sandbox: CodeSandbox, tool: E2BCodeInterpreterTool, code: str) -> None:
+    """A benchmark of a failing call measures nothing: make sure each path really runs it."""
+    execution = sandbox.run_code(code)
+    if execution.error is not None:
+        raise RuntimeError(f"the SDK path failed on the benchmark cell: {execution.error}")
+    text = str(tool.invoke({"code": code}))
+    if "Error" in text and "Traceback" in text:
+        raise RuntimeError(f"the tool failed on the benchmark cell: {text[:500]}")
+
+
+# -- start ---------------------------------------------------------------------------------------
+
+WARM = "create -> first result, warm pool (2)"
+COLD = "create -> first result, no pool (jail + kernel start)"
+KERNEL_COLD = "bare jupyter_client kernel cold start -> first result"
+
+
+def bench_start(report: Report, runtime: LocalRuntime, warm_rounds: int, cold_rounds: int) -> None:
+    print(f"start: {warm_rounds} warm, {cold_rounds} cold", flush=True)
+    warm = []
+    for _ in range(warm_rounds):
+        br.wait_pool(runtime, runtime.pool_size)
+        time.sleep(0.2)  # let the pool's refill settle, as between an agent's threads
+        warm.append(br.create_to_first_result(runtime.connection_options()))
+    cold: list[float] = []
+    kernel: list[float] = []
+    with LocalRuntime(pool_size=0) as cold_runtime:
+        for _ in range(cold_rounds):  # interleaved: the two cold starts share the machine's state
+            cold.append(br.create_to_first_result(cold_runtime.connection_options()))
+            kernel.append(br.bare_kernel_cold_start())
+    report.add("start", {WARM: warm, COLD: cold, KERNEL_COLD: kernel})
+    report.target(
+        Target("create -> first result, warm pool (median)", br.median_ms(warm), 10, "ms")
+    )
+
+
+# -- shell ---------------------------------------------------------------------------------------
+
+
+def bench_shell(report: Report, runtime: LocalRuntime, rounds: int) -> None:
+    print(f"shell: {rounds} interleaved rounds", flush=True)
+    sandbox = Sandbox.create(template="base", **runtime.connection_options())
+    try:
+        with br.bare_bwrap() as direct:
+            samples = br.interleaved(
+                {
+                    'commands.run("true")': lambda: sandbox.commands.run("true"),
+                    "bubblewrap, same jail, spawned directly": direct,
+                },
+                rounds,
+            )
+    finally:
+        sandbox.kill()
+    report.add("shell", samples)
+    ratio = br.median_ms(samples['commands.run("true")']) / br.median_ms(
+        samples["bubblewrap, same jail, spawned directly"]
+    )
+    report.target(Target('commands.run("true") / bare bubblewrap', ratio, 3, "x"))
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def bench_files(report: Report, runtime: LocalRuntime, rounds: int, megabytes: int = 50) -> None:
+    print(f"files: {megabytes} MB, {rounds} interleaved rounds", flush=True)
+    payload = os.urandom(megabytes * 1_000_000)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-files-"))
+    source = workdir / "source.bin"
+    source.write_bytes(payload)
+    sandbox = Sandbox.create(template="base", **runtime.connection_options())
+    path = "/home/user/big.bin"
+
+    def download() -> None:
+        data = sandbox.files.read(path, format="bytes")
+        if len(data) != len(payload):
+            raise RuntimeError(f"downloaded {len(data)} bytes, expected {len(payload)}")
+
+    upload = f"upload {megabytes} MB (files.write)"
+    try:
+        sandbox.files.write(path, payload)
+        samples = br.interleaved(
+            {
+                upload: lambda: sandbox.files.write(path, payload),
+                f"download {megabytes} MB (files.read)": download,
+                f"local copy {megabytes} MB (shutil.copyfile)": lambda: shutil.copyfile(
+                    source, workdir / "copy.bin"
+                ),
+            },
+            rounds,
+            warmup=1,
+            # Overwriting the file in place can exceed the sandbox's memory ceiling (tmpfs pages
+            # count there); the benchmark measures the transfer, so the old copy goes first.
+            untimed={upload: lambda: sandbox.files.remove(path)},
+        )
+    finally:
+        sandbox.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report.add("files", samples)
+
+
+# -- density -------------------------------------------------------------------------------------
+
+
+def bench_density(report: Report, count: int) -> None:
+    """``count`` idle code sandboxes at once on a runtime in its own process; memory per sandbox."""
+    print(f"density: {count} idle sandboxes", flush=True)
+    api_key = "e2b_" + secrets.token_hex(20)
+    log = Path(tempfile.mkdtemp(prefix="bench-density-")) / "runtime.log"
+    proc, url = bench_load.start_runtime(api_key, log, "--pool", "0")
+    options = {"api_key": api_key, "api_url": url, "sandbox_url": url}
+    sandboxes: list[CodeSandbox] = []
+    try:
+        time.sleep(2)
+        runtime_idle = bench_load.rss_mib(proc.pid)
+        started = time.perf_counter()
+
+        def one(_: int) -> CodeSandbox:
+            sandbox = CodeSandbox.create(**options, timeout=1800)
+            if sandbox.run_code("1+1").text != "2":
+                raise RuntimeError(f"sandbox {sandbox.sandbox_id} did not compute 1+1")
+            return sandbox
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            sandboxes = list(pool.map(one, range(count)))
+        created = time.perf_counter() - started
+        time.sleep(3)  # idle: let start-up garbage go
+        alive = len(CodeSandbox.list(**options).next_items()) if count <= 100 else count
+        children = [pid for pid in br.process_tree(proc.pid) if pid != proc.pid]
+        tops = [pid for pid in children if _parent(pid) == proc.pid]
+        memory = br.sandboxes_memory(tops)
+        runtime_rss = bench_load.rss_mib(proc.pid)
+    finally:
+        for sandbox in sandboxes:
+            with contextlib.suppress(Exception):
+                sandbox.kill()
+        bench_load.stop_runtime(proc)
+        shutil.rmtree(log.parent, ignore_errors=True)
+    per = memory["unique"] / count
+    report.fact("density", "idle code sandboxes alive at once", f"{alive} of {count} asked")
+    report.fact("density", f"time to create all {count} (4 at a time)", f"{created:.1f} s")
+    report.fact(
+        "density",
+        "memory per sandbox, each physical page counted once across all of them",
+        f"{per:.1f} MB ({memory['unique']:.0f} MB for {count})",
+    )
+    report.fact(
+        "density",
+        "memory per sandbox, summed RSS / PSS (shared pages counted again per process)",
+        f"{memory['rss'] / count:.1f} MB / {memory['pss'] / count:.1f} MB",
+    )
+    report.fact(
+        "density",
+        "runtime's own RSS, idle -> with the sandboxes",
+        f"{runtime_idle:.0f} MiB -> {runtime_rss:.0f} MiB",
+    )
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+def bench_idle_sandbox(report: Report, runtime: LocalRuntime) -> None:
+    memory = br.idle_sandbox_memory(runtime)
+    report.fact(
+        "density",
+        "one idle code sandbox alone, each physical page once (sum of RSS, PSS)",
+        f"{memory['unique']:.0f} MB ({memory['rss']:.0f} MB, {memory['pss']:.0f} MB), "
+        f"{memory['processes']} processes",
+    )
+    if memory["unique"]:
+        report.target(Target("idle sandbox memory, each page once", memory["unique"], 60, "MB"))
+    else:
+        report.notes.append("Idle sandbox memory per page needs root (/proc/PID/pagemap).")
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+
+def bench_load_test(report: Report, code: int, commands: int) -> None:
+    print(f"load: 20 sessions x ({code} run_code + {commands} commands), 1 round", flush=True)
+    args = bench_load.parser().parse_args(
+        ["--sessions", "20", "--code", str(code), "--commands", str(commands), "--rounds", "1"]
+    )
+    result = asyncio.run(bench_load.run_load(args))
+    stats = result["stats"]
+    report.fact(
+        "load",
+        f"20 async sessions x ({code} run_code + {commands} commands)",
+        f"{result['calls']}/{result['expected_calls']} calls, {len(stats.errors)} errors, "
+        f"{result['leftover']} sandboxes left",
+    )
+    report.fact("load", "throughput", f"{result['throughput']:.1f} calls/s")
+    for kind, samples in stats.latencies.items():
+        if samples:
+            report.fact(
+                "load",
+                f"{kind} latency p50 / p99",
+                f"{br.percentile_ms(samples, 0.5):.0f} / {br.percentile_ms(samples, 0.99):.0f} ms",
+            )
+    if result["failed"]:
+        report.notes.append(
+            f"The load test FAILED its checks: {stats.errors[:3]} (runtime log {result['log']})."
+        )
+    else:
+        shutil.rmtree(result["log"].parent, ignore_errors=True)
+
+
+# -- output --------------------------------------------------------------------------------------
+
+OUTPUT_CHILD = r"""
+import json, os, sys, threading, time
+from langchain_e2b import E2BSandboxSession, E2BShellTool
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+size = int(sys.argv[1])
+options = json.loads(os.environ["BENCH_CONNECTION"])
+with E2BSandboxSession(**options, timeout=600, history=False) as session:
+    tool = E2BShellTool(session=session)
+    tool.invoke({"command": "echo warm"})
+    base = rss_mb()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mb())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    text = tool.invoke({"command": f"yes | head -c {size}"})
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    peak[0] = max(peak[0], rss_mb())
+    print(json.dumps({"growth_mb": peak[0] - base, "seconds": seconds, "chars": len(str(text)),
+                      "truncated": "truncated" in str(text)}))
+"""
+
+
+def _child_json(script: str, args: list[str], connection: dict[str, str]) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_CONNECTION": json.dumps(connection)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"output benchmark child failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def bench_output(report: Report, runtime: LocalRuntime, megabytes: int) -> None:
+    print(f"output: {megabytes} MB of stdout", flush=True)
+    size = megabytes * 1_000_000
+    connection = runtime.connection_options()
+    tool = _child_json(OUTPUT_CHILD, [str(size)], connection)
+    report.fact(
+        "output",
+        f'E2BShellTool.invoke("yes | head -c {size}") -> truncated tool text',
+        f"{tool['seconds']:.2f} s, caller peak growth {tool['growth_mb']:.1f} MB, "
+        f"{tool['chars']} chars of text (truncated: {tool['truncated']})",
+    )
+    scale = 100 / megabytes  # the targets are for 100 MB
+    report.target(Target("100 MB of output to tool text: time", tool["seconds"] * scale, 1, "s"))
+    report.target(Target("100 MB of output: caller peak growth", tool["growth_mb"], 64, "MB"))
+    try:
+        import bench_caller_memory
+    except ImportError:
+        return
+    for kind in ("command", "cell"):
+        result = bench_caller_memory.measure(kind, size, connection)
+        report.fact(
+            "output",
+            f"session {kind} printing {megabytes} MB (benchmarks/bench_caller_memory.py)",
+            f"{result['seconds']:.2f} s, caller peak growth {result['growth_mb']:.1f} MB",
+        )
+
+
+# -- peers ---------------------------------------------------------------------------------------
+
+
+def peers_note(report: Report) -> None:
+    report.notes.append(
+        "langchain-sandbox (Pyodide in Deno): its only release on PyPI, 0.0.6, requires "
+        "langchain-core < 0.4, so it cannot be installed beside this package (langchain-core 1.x); "
+        "not measured."
+    )
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+PACKAGES = [
+    "langchain-e2b",
+    "e2b",
+    "e2b-code-interpreter",
+    "langchain-core",
+    "langchain",
+    "langgraph",
+    "jupyter_client",
+    "ipykernel",
+    "pandas",
+    "uvicorn",
+    "langchain-experimental",
+    "langchain-quickjs",
+]
+
+
+def _machine() -> list[tuple[str, str]]:
+    memory = "?"
+    with contextlib.suppress(OSError), open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+    cpu = platform.processor() or "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return [
+        ("cores", str(os.cpu_count())),
+        ("CPU", cpu),
+        ("memory", memory),
+        ("system", f"{platform.system()} {platform.release()}"),
+        ("Python", platform.python_version()),
+        ("packages", ", ".join(versions)),
+    ]
+
+
+def _charts(report: Report, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = STEP_LABELS
+    names = list(STEP_CODES)
+    present = [label for label in labels if all(_has(report, f"step: {n}", label) for n in names)]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [report.get(f"step: {name}", label).median_ms for label in present]
+        xs = [x + i * width for x in range(len(present))]
+        ax.bar(xs, values, width, label=name)
+    ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(present))])
+    ax.set_xticklabels([textwrap.fill(label, 18) for label in present], fontsize=7)
+    ax.set_ylabel("median ms per step (this machine, this run)")
+    ax.set_yscale("log")
+    ax.set_title("One code step, by path (lower is better)")
+    ax.legend()
+    fig.tight_layout()
+    step_chart = out_dir / "benchmarks-step.png"
+    fig.savefig(step_chart, dpi=110)
+    plt.close(fig)
+
+    start = [m for m in report.measures if m.section == "start"]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    bars = [(m.label, m.median_ms, "measured here") for m in start]
+    bars += [(label, value, "published") for label, value, _ in PUBLISHED_START]
+    colors = ["tab:blue" if kind == "measured here" else "tab:gray" for _, _, kind in bars]
+    ax.barh(
+        [textwrap.fill(f"{label} ({kind})", 45) for label, _, kind in bars],
+        [value for _, value, _ in bars],
+        color=colors,
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("median ms, create to first result (log scale)")
+    ax.set_title("Start: measured here (blue) and published hosted figures (grey)")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    start_chart = out_dir / "benchmarks-start.png"
+    fig.savefig(start_chart, dpi=110)
+    plt.close(fig)
+    report.charts = [step_chart.name, start_chart.name]
+
+
+def _has(report: Report, section: str, label: str) -> bool:
+    try:
+        report.get(section, label)
+    except KeyError:
+        return False
+    return True
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|")
+
+
+def _markdown(report: Report, machine: list[tuple[str, str]], meta: dict[str, str]) -> str:
+    lines = ["# Benchmarks", ""]
+    lines.append(
+        f"Generated by `make bench` (`benchmarks/run_all.py`) on {meta['date']} in "
+        f"{meta['duration']}. Do not edit by hand: run it again."
+    )
+    if report.quick:
+        lines += [
+            "",
+            "**Quick run (`--quick`): few repetitions, to check the harness. Do not quote these "
+            "numbers; run `make bench` on a quiet machine.**",
+        ]
+    lines += [
+        "",
+        "Ratios compare contenders measured in the same run, interleaved call by call, so they "
+        "hold on the machine at hand. Absolute times describe only this machine at this moment "
+        "and are not claims. Medians and 90th percentiles are of per-call wall time.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {value} |" for name, value in machine]
+    lines += [f"| load average (1 min) before / after | {meta['load']} |", ""]
+
+    lines += ["## Targets", "", "| Target | Measured | Limit | Result |", "|---|---|---|---|"]
+    lines += [
+        f"| {t.name} | {t.measured:.3g} {t.unit} | {t.limit:g} {t.unit} | {t.verdict()} |"
+        for t in report.targets
+    ]
+    lines.append("")
+
+    names = list(STEP_CODES)
+    lines += ["## One code step, by path", ""]
+    header = "| Path |" + "".join(f" {n}: median ms | p90 ms | x floor |" for n in names)
+    lines += [header, "|---|" + "---|---|---|" * len(names)]
+    for label in STEP_LABELS:
+        if not any(_has(report, f"step: {n}", label) for n in names):
+            continue
+        row = f"| {label} |"
+        for n in names:
+            if not _has(report, f"step: {n}", label):
+                row += " n/a | | |"
+                continue
+            m = report.get(f"step: {n}", label)
+            floor = report.get(f"step: {n}", FLOOR).median_ms
+            row += f" {m.median_ms:.2f} | {m.p90_ms:.2f} | {m.median_ms / floor:.2f} |"
+        lines.append(row)
+    lines += [
+        "",
+        f"Repetitions: {len(report.get('step: 1+1', FLOOR).samples)} per path and cell. The "
+        "agent step is one `create_agent` invocation with the scripted chat model "
+        "(`langchain_e2b.testing`): model turn, the `run_code` tool call, final model turn. "
+        "langchain-quickjs's middleware starts a fresh interpreter for each agent run, so its row "
+        "includes that start; it runs JavaScript, so it has no pandas cell.",
+        "",
+    ]
+    if "benchmarks-step.png" in report.charts:
+        lines += ["![One code step, by path](benchmarks-step.png)", ""]
+
+    for section, title, base_name in [
+        ("start", "Start: create to first result", "bare kernel cold start"),
+        ("shell", "Shell", "bare bubblewrap"),
+        ("files", "Files", "local copy"),
+    ]:
+        rows = [m for m in report.measures if m.section == section]
+        if not rows:
+            continue
+        base = rows[-1].median_ms  # each section lists its baseline last
+        lines += [
+            f"## {title}",
+            "",
+            f"| | median ms | p90 ms | n | x {base_name} |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {m.label} | {m.median_ms:.1f} | {m.p90_ms:.1f} | {len(m.samples)} | "
+            f"{m.median_ms / base:.2f} |"
+            for m in rows
+        ]
+        if section == "start":
+            lines += [
+                f"| {label} | {value:.0f} | | | {source}, not measured here |"
+                for label, value, source in PUBLISHED_START
+            ]
+            lines += ["", "![Start](benchmarks-start.png)" if report.charts else ""]
+        lines.append("")
+
+    for section, title in [
+        ("density", "Density"),
+        ("load", "Load: 20 concurrent sessions"),
+        ("output", "Output: 100 MB of stdout"),
+    ]:
+        facts = report.facts.get(section)
+        if not facts:
+            continue
+        lines += [f"## {title}", "", "| | |", "|---|---|"]
+        lines += [f"| {_cell(name)} | {_cell(value)} |" for name, value in facts]
+        lines.append("")
+
+    if report.notes:
+        lines += ["## Not measured, and why", ""]
+        lines += [f"- {note}" for note in report.notes]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few repetitions: check the harness")
+    parser.add_argument("--report", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    q = args.quick
+    report = Report(quick=q)
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    with LocalRuntime(pool_size=2) as runtime:
+        br.wait_pool(runtime, 2)
+        bench_step(report, runtime, 15 if q else 150)
+        bench_start(report, runtime, 5 if q else 20, 2 if q else 5)
+        bench_shell(report, runtime, 10 if q else 50)
+        bench_files(report, runtime, 2 if q else 5)
+        bench_idle_sandbox(report, runtime)
+        bench_output(report, runtime, 20 if q else 100)
+    bench_density(report, 8 if q else 50)
+    bench_load_test(report, 5 if q else 50, 2 if q else 20)
+    peers_note(report)
+
+    meta = {
+        "date": date,
+        "duration": f"{(time.perf_counter() - started) / 60:.1f} min",
+        "load": f"{load_before:.2f} / {os.getloadavg()[0]:.2f}",
+    }
+    out_dir = args.report.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _charts(report, out_dir)
+    args.report.write_text(_markdown(report, _machine(), meta))
+    print(f"wrote {args.report} and {', '.join(report.charts)} in {meta['duration']}")
+    failed = [t for t in report.targets if not t.passed]
+    print(f"targets: {len(report.targets) - len(failed)} PASS, {len(failed)} FAIL")
+    for t in report.targets:
+        print(f"  {t.verdict():>4}  {t.name}: {t.measured:.3g} {t.unit} (limit {t.limit:g})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,8 +7,8 @@ fails, no sandbox can be created and calls to running ones time out until the at
 Defences:
 
 - At start the soft ``RLIMIT_NOFILE`` is raised to the hard limit (:func:`raise_descriptor_limit`),
-  and the number of open client connections is capped well below it
-  (:func:`connection_cap`), leaving room for the sandboxes' own descriptors.
+  and the number of open client connections is capped well below it, as is the listen backlog
+  (:func:`connection_limits`), leaving room for the sandboxes' own descriptors.
 - A new connection must deliver complete request headers within :data:`HEADER_TIMEOUT` seconds
   and :data:`MAX_HEADER_BYTES` bytes, or it is closed.
 - At the cap, a new connection evicts the oldest one that has not yet sent its headers; only if
@@ -41,6 +41,8 @@ MAX_HEADER_BYTES = 64 * 1024
 _RESERVED_DESCRIPTORS = 256
 _MAX_CAP = 4096
 _MIN_CAP = 32
+_MAX_BACKLOG = 1024
+_MIN_BACKLOG = 16
 
 
 def raise_descriptor_limit() -> int:
@@ -56,9 +58,18 @@ def raise_descriptor_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def connection_cap(descriptor_limit: int) -> int:
-    """How many client connections may be open at once under ``descriptor_limit`` descriptors."""
-    return max(_MIN_CAP, min(_MAX_CAP, (descriptor_limit - _RESERVED_DESCRIPTORS) // 2))
+def connection_limits(descriptor_limit: int) -> tuple[int, int]:
+    """``(cap, backlog)``: open client connections allowed, and the listen backlog.
+
+    asyncio accepts up to ``backlog`` sockets in one go before any of them reaches the guard, so
+    the cap, one such burst and the runtime's own descriptors must all fit under the limit;
+    otherwise ``accept`` fails with ``EMFILE`` and asyncio stops accepting for a second.
+    """
+    room = max(0, descriptor_limit - _RESERVED_DESCRIPTORS)
+    # Several bursts can be in flight before the guard sees the first: keep each one small.
+    backlog = max(_MIN_BACKLOG, min(_MAX_BACKLOG, room // 8))
+    cap = max(_MIN_CAP, min(_MAX_CAP, room // 2))
+    return cap, backlog
 
 
 class ConnectionGuard:

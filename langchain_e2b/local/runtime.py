@@ -24,7 +24,7 @@ import uvicorn
 
 from langchain_e2b.local.connections import (
     ConnectionGuard,
-    connection_cap,
+    connection_limits,
     raise_descriptor_limit,
 )
 from langchain_e2b.local.gateway import Gateway
@@ -148,7 +148,8 @@ class LocalRuntime:
         """Serve until stopped (``stop()`` or a signal in the foreground)."""
         sock = self._bind()
         self.gateway = self._make_gateway()
-        self.connections = ConnectionGuard(connection_cap(raise_descriptor_limit()))
+        cap, backlog = connection_limits(raise_descriptor_limit())
+        self.connections = ConnectionGuard(cap)
         config = uvicorn.Config(
             self.gateway,
             lifespan="off",
@@ -156,6 +157,7 @@ class LocalRuntime:
             access_log=False,
             timeout_keep_alive=75,
             http=self.connections.protocol_class(),
+            backlog=backlog,
         )
         self._server = uvicorn.Server(config)
         try:

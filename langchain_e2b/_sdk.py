@@ -207,6 +207,11 @@ def gone_again(exc: Exception, backend: SandboxBackend | None) -> E2BSandboxGone
     )
 
 
+def _from_sdk(exc: Exception) -> bool:
+    """Whether the SDK (or its HTTP client) raised ``exc``."""
+    return type(exc).__module__.split(".")[0] in ("e2b", "e2b_code_interpreter", "httpx")
+
+
 Fixable = Callable[[SandboxException], E2BError]
 """Turns an SDK refusal that the model can fix into our exception."""
 
@@ -215,7 +220,7 @@ def map_error(
     exc: Exception, action: str, backend: SandboxBackend | None, fixable: Fixable | None
 ) -> Exception:
     """Our exception for an SDK one that did not mean the sandbox is gone (others: ``exc``)."""
-    if not isinstance(exc, SandboxException | AuthenticationException | httpx.HTTPError):
+    if not _from_sdk(exc):
         return exc  # ours, or a bug or a callback's error: not the SDK's to translate
     # A timeout is never the argument's fault.
     if fixable is not None and isinstance(exc, SandboxException):

@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -434,23 +434,27 @@ def _dirs(parent: Path) -> list[Path]:
 
 
 def remove_stale(
-    is_live: Callable[[str], bool], hierarchies: Iterable[Hierarchy] | None = None
-) -> int:
-    """Remove the cgroups dead runtimes left below this runtime's own cgroup; return how many.
+    dead: set[str], hierarchies: Iterable[Hierarchy] | None = None
+) -> tuple[int, set[str]]:
+    """Remove the cgroups that dead runtimes left below this runtime's own cgroup.
 
-    A sandbox cgroup ``langchain-e2b.<id>.<sandbox>`` goes when ``is_live(id)`` is false (its
-    processes are killed first); a v2 process leaf goes when it is empty.
+    Only cgroups of the runtimes named in ``dead`` (their records say they are dead) and of
+    this user are touched: a cgroup whose runtime keeps its record elsewhere (another user,
+    another state directory) may be a live runtime's. Their processes are killed first. An
+    empty v2 process leaf of this user goes too.
+
+    Returns:
+        How many cgroups were removed, and the runtimes some of whose cgroups are still there.
     """
     removed = 0
+    stuck: set[str] = set()
     for hierarchy in detect() if hierarchies is None else hierarchies:
         for directory in _dirs(hierarchy.base):
             name = directory.name
-            if name.startswith(_LEGACY_PREFIX):
-                # A whole runtime's subtree, as the first version of this module laid it out.
-                if not is_live(name[len(_LEGACY_PREFIX) :]) and _kill_and_remove(directory):
-                    removed += 1
-                continue
-            if not name.startswith(PREFIX):
+            try:
+                if directory.stat().st_uid != os.geteuid():
+                    continue
+            except OSError:
                 continue
             if name.startswith(_PROC_LEAF):
                 if not _procs(directory):
@@ -458,7 +462,17 @@ def remove_stale(
                         directory.rmdir()
                         removed += 1
                 continue
-            runtime_id = name[len(PREFIX) :].split(".", 1)[0]
-            if not is_live(runtime_id) and _kill_and_remove(directory):
+            if name.startswith(PREFIX):
+                runtime_id = name[len(PREFIX) :].split(".", 1)[0]
+            elif name.startswith(_LEGACY_PREFIX):
+                # A whole runtime's subtree, as the first version of this module laid it out.
+                runtime_id = name[len(_LEGACY_PREFIX) :]
+            else:
+                continue
+            if runtime_id not in dead:
+                continue
+            if _kill_and_remove(directory):
                 removed += 1
-    return removed
+            else:
+                stuck.add(runtime_id)
+    return removed, stuck

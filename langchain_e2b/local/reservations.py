@@ -132,22 +132,6 @@ def _records(directory: Path) -> list[Path]:
         return []
 
 
-def is_live(directory: Path, runtime_id: str) -> bool:
-    """Whether the runtime with this id is alive (its record exists and is locked)."""
-    path = directory / "runtimes" / (runtime_id + _RECORD_SUFFIX)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return False
-    try:
-        if _try_lock(fd):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        return True
-    finally:
-        os.close(fd)
-
-
 def clean_leftovers(directory: Path | None = None) -> dict[str, int]:
     """Remove what dead runtimes left: their directories, cgroups and records.
 
@@ -174,17 +158,16 @@ def clean_leftovers(directory: Path | None = None) -> dict[str, int]:
         except ValueError:
             body = {}
         dead.append((path, fd, body if isinstance(body, dict) else {}))
-    # The dead records are locked by us now: they are not live.
     dead_ids = {path.name.removesuffix(_RECORD_SUFFIX) for path, _, _ in dead}
-    counts["cgroups"] = cgroups.remove_stale(
-        lambda rid: rid not in dead_ids and is_live(directory, rid)
-    )
+    counts["cgroups"], stuck = cgroups.remove_stale(dead_ids)
     for path, fd, body in dead:
         try:
             counts["paths"] += _remove_paths(body, live_data_dirs)
-            with contextlib.suppress(OSError):
-                path.unlink()
-            counts["runtimes"] += 1
+            # A record stays while some of its runtime's cgroups do: the next start retries.
+            if path.name.removesuffix(_RECORD_SUFFIX) not in stuck:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                counts["runtimes"] += 1
         finally:
             os.close(fd)
     counts["uids"] = _free_dead_uids(directory)

@@ -73,21 +73,10 @@ def _serve(args: argparse.Namespace) -> int:
     # The local extra is only needed for this command.
     from langchain_e2b.local import IsolationUnavailableError, serve
 
+    # Options map one-to-one onto serve()'s keyword arguments.
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "action", "handler")}
     try:
-        serve(
-            host=args.host,
-            port=args.port,
-            api_key=args.api_key,
-            api_key_file=args.api_key_file,
-            allow_internet=args.allow_internet,
-            pool=args.pool,
-            data_dir=args.data_dir,
-            unsafe_no_isolation=args.unsafe_no_isolation,
-            memory=args.memory,
-            cpus=args.cpus,
-            processes=args.processes,
-            disk=args.disk,
-        )
+        serve(**options)
     except ValueError as exc:  # bad settings, such as an unreadable --api-key-file
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -130,31 +119,14 @@ def _add_local(commands: Any) -> None:
     )
     serve.add_argument("--pool", type=int, default=2, help="warm sandboxes kept ready (default 2)")
     serve.add_argument("--data-dir", default=None, help="where sandboxes live (default: a tempdir)")
-    limits = serve.add_argument_group("per-sandbox limits (defaults as on E2B)")
-    limits.add_argument(
-        "--memory",
-        type=_argument(parse_size, "memory"),
-        default=None,
-        help="memory of all the sandbox's processes together, e.g. 512M, 2G (default 2G)",
-    )
-    limits.add_argument(
-        "--cpus",
-        type=_argument(float, "cpus"),
-        default=None,
-        help="CPU share in cores, e.g. 0.5, 2 (default 2)",
-    )
-    limits.add_argument(
-        "--processes",
-        type=_argument(int, "processes"),
-        default=None,
-        help="processes and threads (default 512)",
-    )
-    limits.add_argument(
-        "--disk",
-        type=_argument(parse_size, "disk"),
-        default=None,
-        help="size of each writable area (/home/user, /tmp), e.g. 1G (default 1G)",
-    )
+    limits = serve.add_argument_group("per-sandbox limits")
+    for flag, parse, text in (
+        ("--memory", parse_size, "memory of all its processes together, e.g. 512M (default 2G)"),
+        ("--cpus", float, "CPU share in cores, e.g. 0.5 (default 2)"),
+        ("--processes", int, "processes and threads (default 512)"),
+        ("--disk", parse_size, "size of each writable area (/home/user, /tmp) (default 1G)"),
+    ):
+        limits.add_argument(flag, type=_argument(parse, flag[2:]), default=None, help=text)
     serve.add_argument(
         "--unsafe-no-isolation",
         action="store_true",

@@ -91,9 +91,9 @@ def process_cgroups(pid: int) -> set[Path]:
             paths[name] = path
     found = set()
     for fstype, root, mountpoint, options in cgroups._mounts():
-        names = [n for n in options if n in paths] if fstype == "cgroup" else [""]
-        if names and names[0] in paths:
-            found.add(cgroups._join(mountpoint, root, paths[names[0]]))
+        keys = [n for n in options if n in paths] if fstype == "cgroup" else [""]
+        if keys and keys[0] in paths:
+            found.add(cgroups._join(mountpoint, root, paths[keys[0]]))
     return found
 
 

@@ -18,7 +18,7 @@ import pytest
 from e2b_code_interpreter import Sandbox
 
 from langchain_e2b import E2BSandboxSession
-from langchain_e2b.local import LocalRuntime, cgroups
+from langchain_e2b.local import LocalRuntime, cgroups, reservations
 from langchain_e2b.local.jail import Limits
 from langchain_e2b.tools import E2BCodeInterpreterTool
 
@@ -37,25 +37,27 @@ def _usable_controllers() -> set[str]:
 CONTROLLERS = _usable_controllers()
 
 
-def needs(*names: str) -> Any:
+def needs(*names: str) -> pytest.MarkDecorator:
     """Skip unless the runtime here can use these controllers (root on v1, or delegated v2)."""
     missing = [n for n in names if n not in CONTROLLERS]
     return pytest.mark.skipif(bool(missing), reason=f"no usable cgroup controller: {missing}")
 
 
-def _supervisor(runtime: LocalRuntime) -> Any:
+def _host(runtime: LocalRuntime) -> reservations.HostResources:
     assert runtime.gateway is not None
-    return getattr(runtime.gateway, "supervisor", runtime.gateway)
+    host = runtime.gateway._host
+    assert host is not None
+    return host
 
 
 def _group(runtime: LocalRuntime, sandbox_id: str) -> cgroups.SandboxCgroup:
-    group = _supervisor(runtime)._host.cgroup(sandbox_id)
+    group = _host(runtime).cgroup(sandbox_id)
     assert group is not None
     return group
 
 
 def _runtime_id(runtime: LocalRuntime) -> str:
-    return str(_supervisor(runtime)._host.record.runtime_id)
+    return _host(runtime).record.runtime_id
 
 
 def _cgroups_of(runtime_id: str) -> list[Path]:
@@ -107,7 +109,8 @@ print("held", (len(shared) + len(backed)) // 2**20, "MiB")
 def test_shared_memory_cannot_pass_the_sandbox_ceiling(small_memory: LocalRuntime) -> None:
     neighbour = Sandbox.create(**small_memory.connection_options())
     neighbour.run_code("y = 5")
-    with E2BSandboxSession(**small_memory.connection_options()) as session:
+    options: dict[str, Any] = dict(small_memory.connection_options())
+    with E2BSandboxSession(**options) as session:
         tool = E2BCodeInterpreterTool(session=session)
         assert "1" in _text(tool, "x = 1\nprint(x)")
         assert session.sandbox_id is not None

@@ -53,7 +53,10 @@ def show_pil_images(image_module: Any) -> None:
 
     def save_and_display(self: Any, fp: Any, *args: Any, **kwargs: Any) -> Any:
         result = save(self, fp, *args, **kwargs)
-        if isinstance(fp, (str, os.PathLike)):
+        # matplotlib writes its PNGs through PIL: its figures already display on their own, so
+        # a savefig must not add a second copy of the chart.
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if isinstance(fp, (str, os.PathLike)) and not caller.startswith("matplotlib"):
             display(self)
         return result
 

@@ -129,6 +129,21 @@ def test_pil_show_displays_and_in_memory_saves_do_not(sandbox: Sandbox) -> None:
     assert _png_size(pngs[0]) == (8, 8)
 
 
+def test_matplotlib_savefig_does_not_add_a_second_chart(sandbox: Sandbox) -> None:
+    # matplotlib writes PNGs through PIL's Image.save: the saved figure must not come back as
+    # an extra image beside the one the figure itself displays.
+    execution = sandbox.run_code(
+        "import matplotlib.pyplot as plt\n"
+        "fig, ax = plt.subplots()\n"
+        "ax.plot([1, 2, 3])\n"
+        "fig.savefig('line.png')\n"
+        "plt.show()"
+    )
+    assert execution.error is None
+    assert len([r for r in execution.results if r.png]) == 1
+    assert sandbox.files.exists("/home/user/line.png")
+
+
 def test_png_helper_reads_a_real_png() -> None:
     from PIL import Image
 

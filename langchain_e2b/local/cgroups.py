@@ -433,23 +433,25 @@ def _dirs(parent: Path) -> list[Path]:
         return []
 
 
-def remove_stale(
-    dead: set[str], hierarchies: Iterable[Hierarchy] | None = None
-) -> tuple[int, set[str]]:
-    """Remove the cgroups that dead runtimes left below this runtime's own cgroup.
+def remove_stale(dead: set[str], bases: Iterable[str] = ()) -> tuple[int, set[str]]:
+    """Remove the cgroups that dead runtimes left.
 
-    Only cgroups of the runtimes named in ``dead`` (their records say they are dead) and of
-    this user are touched: a cgroup whose runtime keeps its record elsewhere (another user,
-    another state directory) may be a live runtime's. Their processes are killed first. An
-    empty v2 process leaf of this user goes too.
+    Looked for below this runtime's own cgroups and in ``bases``, the cgroups the dead
+    runtimes had for their own (a runtime started from another cgroup, such as another login
+    session's memory cgroup, made its sandboxes' cgroups there). Only cgroups of the runtimes
+    named in ``dead`` (their records say they are dead) and of this user are touched: a cgroup
+    whose runtime keeps its record elsewhere (another user, another state directory) may be a
+    live runtime's. Their processes are killed first. An empty v2 process leaf of this user
+    goes too.
 
     Returns:
         How many cgroups were removed, and the runtimes some of whose cgroups are still there.
     """
     removed = 0
     stuck: set[str] = set()
-    for hierarchy in detect() if hierarchies is None else hierarchies:
-        for directory in _dirs(hierarchy.base):
+    parents = {h.base for h in detect()} | {Path(base) for base in bases}
+    for parent in sorted(parents):
+        for directory in _dirs(parent):
             name = directory.name
             try:
                 if directory.stat().st_uid != os.geteuid():

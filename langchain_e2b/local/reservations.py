@@ -27,6 +27,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from langchain_e2b.local import cgroups
 
@@ -110,7 +111,13 @@ class RuntimeRecord:
         fd = _open_locked(temp)
         if fd is None:  # pragma: no cover - the name is fresh
             raise RuntimeError(f"could not lock {temp}")
-        body = {"pid": os.getpid(), "run_dir": str(run_dir), "data_dir": str(data_dir)}
+        body = {
+            "pid": os.getpid(),
+            "run_dir": str(run_dir),
+            "data_dir": str(data_dir),
+            # Where its sandboxes' cgroups will be, for whoever cleans up after it.
+            "cgroup_bases": [str(h.base) for h in cgroups.detect()],
+        }
         os.write(fd, json.dumps(body).encode())
         os.rename(temp, self.path)
         self._fd: int | None = fd
@@ -141,7 +148,7 @@ def clean_leftovers(directory: Path | None = None) -> dict[str, int]:
     directory = directory or state_dir()
     counts = {"runtimes": 0, "paths": 0, "cgroups": 0, "uids": 0}
     live_data_dirs: set[str] = set()
-    dead: list[tuple[Path, int, dict[str, str]]] = []
+    dead: list[tuple[Path, int, dict[str, Any]]] = []
     for path in _records(directory):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -159,7 +166,8 @@ def clean_leftovers(directory: Path | None = None) -> dict[str, int]:
             body = {}
         dead.append((path, fd, body if isinstance(body, dict) else {}))
     dead_ids = {path.name.removesuffix(_RECORD_SUFFIX) for path, _, _ in dead}
-    counts["cgroups"], stuck = cgroups.remove_stale(dead_ids)
+    bases = [b for _, _, body in dead for b in body.get("cgroup_bases", ()) if isinstance(b, str)]
+    counts["cgroups"], stuck = cgroups.remove_stale(dead_ids, bases)
     for path, fd, body in dead:
         try:
             counts["paths"] += _remove_paths(body, live_data_dirs)
@@ -180,7 +188,7 @@ def clean_leftovers(directory: Path | None = None) -> dict[str, int]:
     return counts
 
 
-def _remove_paths(body: dict[str, str], live_data_dirs: set[str]) -> int:
+def _remove_paths(body: dict[str, Any], live_data_dirs: set[str]) -> int:
     removed = 0
     run_dir = body.get("run_dir")
     if run_dir and Path(run_dir).is_dir():

@@ -97,8 +97,14 @@ def process_cgroups(pid: int) -> set[Path]:
     return found
 
 
-def serve(data_dir: Path, *, pool: int = 1, extra: tuple[str, ...] = ()) -> Server:
-    """Start ``langchain-e2b local serve`` and wait until it prints its URL."""
+def serve(
+    data_dir: Path, *, pool: int = 1, extra: tuple[str, ...] = (), cgroup: Path | None = None
+) -> Server:
+    """Start ``langchain-e2b local serve`` and wait until it prints its URL.
+
+    With ``cgroup`` (a cgroup directory), the server starts in that cgroup.
+    """
+    procs = None if cgroup is None else str(cgroup / "cgroup.procs")
     api_key = "e2b_" + secrets.token_hex(16)
     data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "langchain_e2b", "local", "serve", "--pool", str(pool)]
@@ -109,6 +115,7 @@ def serve(data_dir: Path, *, pool: int = 1, extra: tuple[str, ...] = ()) -> Serv
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=None if procs is None else lambda: Path(procs).write_text("0") and None,
     )
     deadline = time.monotonic() + START_TIMEOUT
     assert proc.stdout is not None

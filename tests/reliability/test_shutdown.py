@@ -7,13 +7,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from e2b_code_interpreter import Sandbox
 
-from langchain_e2b.local import LocalRuntime, reservations
+from langchain_e2b.local import LocalRuntime, cgroups, reservations
 from tests.reliability.local_server import Server, alive, gone, serve
 
 pytestmark = pytest.mark.timeout(300)
@@ -99,10 +100,32 @@ def test_sigterm_is_as_clean_as_ctrl_c(servers: list[Server], tmp_path: Path) ->
     assert _uid_files_of(server.proc.pid) == []
 
 
+@pytest.fixture
+def other_memory_cgroup() -> Iterator[Path | None]:
+    """A memory cgroup other than this process's (as another login session has), if root."""
+    memory = [h for h in cgroups.detect() if "memory" in h.controllers and h.version == 1]
+    if os.geteuid() != 0 or not memory:
+        yield None
+        return
+    directory = memory[0].base / f"le2b-test-{os.getpid()}"
+    directory.mkdir()
+    yield directory
+    for pid in directory.joinpath("cgroup.procs").read_text().split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    for _ in range(200):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+            break
+        time.sleep(0.05)
+    assert not directory.exists()
+
+
 def test_a_new_runtime_removes_a_killed_ones_leftovers_but_not_a_live_ones(
-    servers: list[Server], tmp_path: Path
+    servers: list[Server], tmp_path: Path, other_memory_cgroup: Path | None
 ) -> None:
-    dead = serve(tmp_path / "dead", pool=0)
+    # The killed runtime ran in another memory cgroup: its sandboxes' cgroups are there.
+    dead = serve(tmp_path / "dead", pool=0, cgroup=other_memory_cgroup)
     live = serve(tmp_path / "live", pool=0)
     servers += [dead, live]
     dead_sandbox = Sandbox.create(**dead.options)
@@ -113,6 +136,8 @@ def test_a_new_runtime_removes_a_killed_ones_leftovers_but_not_a_live_ones(
     dead_before, live_before = _snapshot(dead), _snapshot(live)
     assert len(dead_before["sandbox dirs"]) == 1, dead_before
     assert len(live_before["sandbox dirs"]) == 1, live_before
+    if other_memory_cgroup is not None:
+        assert any(str(other_memory_cgroup) in p for p in dead_before["cgroups"]), dead_before
     if os.geteuid() == 0:
         assert dead_before["cgroups"], dead_before
         assert live_before["cgroups"], live_before

@@ -13,8 +13,12 @@ the host's system directories (``/usr``, ``/etc``) read-only and nothing else: n
 ``/root``, no host ``/tmp``, no runtime data directory, no other sandbox. It sees them as
 read-only overlays of its own rather than bind mounts, so their files have inodes of the jail's
 own and a lock taken on one (``flock``, ``fcntl``) is seen neither by the host nor by other
-sandboxes. Its writable areas (``/home/user``, ``/tmp``) are size-capped tmpfs mounts that
-vanish with the jail, and no process in it holds a descriptor of a host file: the agent's output
+sandboxes. Its root filesystem is a tmpfs of the sandbox's disk size that vanishes with the jail:
+writable as on E2B (``/home/user``, ``/tmp``, ``/root``, ``/opt/...``, new top-level
+directories), one budget for all of them, while the system directories mounted over it stay
+read-only. ``/run`` and ``/dev/shm`` are small tmpfs mounts of their own. ``sudo`` is a shim that
+runs the command as the same user: a jail has no privilege to give. No process in the jail holds
+a descriptor of a host file: the agent's output
 reaches the runtime through a pipe that the runtime drains into a bounded tail
 (``AgentOutput``), since ``fallocate`` grows a file past every size limit. Every process in the
 jail runs under a seccomp filter (``seccomp``) that denies ``AF_VSOCK`` sockets, ``bpf``,
@@ -71,7 +75,8 @@ class Limits:
         memory_bytes: Data-segment limit of each process in the sandbox (RLIMIT_DATA).
         processes: Maximum number of processes and threads of the sandbox (RLIMIT_NPROC; per
             sandbox when the runtime runs as root, since each sandbox then has its own host uid).
-        disk_bytes: Size of each writable area (``/home/user`` and ``/tmp``), and the largest file.
+        disk_bytes: Size of the sandbox's writable filesystem (its root, with ``/home/user``,
+            ``/tmp`` and ``/root`` on it), and the largest file.
         open_files: Maximum open file descriptors per process.
         cpus: CPU share of the sandbox in cores (a cgroup CPU quota; 0 for none).
         ptys: Maximum number of pseudo-terminals open in the sandbox at once (its own devpts
@@ -196,6 +201,119 @@ def _deno_executable() -> str | None:
         return None
 
 
+# ``sudo`` inside a jail. E2B gives the sandbox user passwordless sudo, and code written for E2B
+# uses it (``sudo pip install ...``). A jail has no privilege to give: the command runs as the
+# same user, with no new privilege, so it works wherever the user alone may do what it does.
+# It understands sudo's common options, and says plainly when one cannot be honoured.
+_SUDO = """#!{python} -IS
+import os, shlex, sys
+
+NAME = "sudo (langchain-e2b sandbox)"
+SELF = {user!r}
+# Options that take a value, short and long.
+VALUED = set("ugpCDhrtTRU")
+LONG_VALUED = {{"--user", "--group", "--prompt", "--close-from", "--chdir", "--host", "--role",
+               "--type", "--other-user", "--chroot", "--command-timeout"}}
+NOTE = (" (in this sandbox sudo runs commands as '" + SELF + "' itself, with no new privilege)")
+
+
+def die(message, status=1):
+    sys.stderr.write("sudo: " + message + "\\n")
+    sys.exit(status)
+
+
+args = sys.argv[1:]
+login = shell = False
+user = chdir = None
+while args and args[0].startswith("-") and args[0] != "-":
+    arg = args.pop(0)
+    if arg == "--":
+        break
+    if arg.startswith("--"):
+        name, eq, value = arg.partition("=")
+        if name in LONG_VALUED and not eq:
+            if not args:
+                die("option '" + name + "' requires an argument")
+            value = args.pop(0)
+        if name == "--user":
+            user = value
+        elif name == "--chdir":
+            chdir = value
+        elif name == "--login":
+            login = True
+        elif name == "--shell":
+            shell = True
+        elif name in ("--validate", "--remove-timestamp"):
+            sys.exit(0)
+        elif name == "--list":
+            print("User " + SELF + " may run the following commands: (ALL) NOPASSWD: ALL" + NOTE)
+            sys.exit(0)
+        elif name == "--version":
+            print(NAME)
+            sys.exit(0)
+        elif name == "--help":
+            print("usage: sudo [-EHiknsS] [-u user] [-D directory] [VAR=value] [command [args]]"
+                  + NOTE)
+            sys.exit(0)
+        continue
+    for index, flag in enumerate(arg[1:], start=1):
+        if flag in VALUED and not (flag == "h" and arg == "-h" and not args):
+            value = arg[index + 1:]
+            if not value:
+                if not args:
+                    die("option requires an argument -- '" + flag + "'")
+                value = args.pop(0)
+            if flag == "u":
+                user = value
+            elif flag == "D":
+                chdir = value
+            break
+        if flag == "i":
+            login = True
+        elif flag == "s":
+            shell = True
+        elif flag in "vK":
+            sys.exit(0)
+        elif flag == "l":
+            print("User " + SELF + " may run the following commands: (ALL) NOPASSWD: ALL" + NOTE)
+            sys.exit(0)
+        elif flag == "V":
+            print(NAME)
+            sys.exit(0)
+        elif flag == "h":
+            print("usage: sudo [-EHiknsS] [-u user] [-D directory] [VAR=value] [command [args]]"
+                  + NOTE)
+            sys.exit(0)
+        elif flag not in "EHnSAbPBk":
+            die("invalid option -- '" + flag + "'")
+
+if user is not None and user not in ("root", "#0", "0", SELF, "#1000", "1000"):
+    die("cannot run as '" + user + "'" + NOTE)
+while args and "=" in args[0] and args[0].split("=", 1)[0].isidentifier():
+    key, value = args.pop(0).split("=", 1)
+    os.environ[key] = value
+os.environ.update(SUDO_USER=SELF, SUDO_UID=str(os.getuid()), SUDO_GID=str(os.getgid()))
+os.environ["SUDO_COMMAND"] = shlex.join(args)
+if chdir is not None:
+    try:
+        os.chdir(chdir)
+    except OSError as exc:
+        die("unable to change directory to " + chdir + ": " + exc.strerror)
+if login:
+    command = ["/bin/bash", "-l"] + (["-c", shlex.join(args)] if args else [])
+elif shell:
+    command = [os.environ.get("SHELL") or "/bin/sh"] + (["-c", " ".join(args)] if args else [])
+elif args:
+    command = args
+else:
+    die("usage: sudo [-EHiknsS] [-u user] [-D directory] [VAR=value] [command [args]]" + NOTE)
+try:
+    os.execvp(command[0], command)
+except OSError:
+    die(command[0] + ": command not found")
+"""
+
+
 def prepare_python(run_dir: Path) -> PythonLayout:
     """Map the runtime's own Python (stdlib, site-packages, this package) into jails.
 
@@ -230,6 +348,9 @@ def prepare_python(run_dir: Path) -> PythonLayout:
         script = bindir / name
         script.write_text(f'#!/bin/sh\nexec {JAIL_VENV}/bin/python -m {module} "$@"\n')
         script.chmod(0o755)
+    sudo = bindir / "sudo"
+    sudo.write_text(_SUDO.format(python=f"{JAIL_VENV}/bin/python", user=JAIL_USER))
+    sudo.chmod(0o755)
     binds.append((str(venv_dir), JAIL_VENV))
     # JavaScript and TypeScript contexts run Deno's Jupyter kernel: one executable that the deno
     # package installs beside this Python's scripts. It goes where the kernels' PATH looks.
@@ -281,8 +402,15 @@ def write_identity_files(run_dir: Path) -> tuple[Path, ...]:
 
 def user_env(layout: PythonLayout, home: str = JAIL_HOME) -> dict[str, str]:
     """The base environment of every process in a sandbox: nothing from the host's."""
+    # npm's global prefix is the system's (read-only) unless told otherwise: ``npm install -g``
+    # goes to the user's own prefix, as npm's documentation advises, and its commands are on PATH.
+    npm_prefix = f"{home}/.npm-global"
     env = {
-        "PATH": f"{JAIL_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "PATH": (
+            f"{JAIL_VENV}/bin:{npm_prefix}/bin:"
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        ),
+        "NPM_CONFIG_PREFIX": npm_prefix,
         "HOME": home,
         "USER": JAIL_USER,
         "LOGNAME": JAIL_USER,
@@ -361,6 +489,10 @@ def bwrap_command(
     if network:
         cmd.append("--share-net")
     cmd += ["--die-with-parent", "--new-session", "--hostname", "e2b-sandbox"]
+    # The jail's root is a tmpfs of the sandbox's disk size, writable as on E2B (files anywhere
+    # in its own filesystem, /root, /opt/...); /home/user and /tmp are directories on it, so
+    # everything a sandbox writes shares that one budget. Everything else is mounted over it.
+    cmd += ["--size", str(limits.disk_bytes), "--tmpfs", "/"]
     cmd += _system_links()
     cmd += _layered(binds)
     cmd += ["--proc", "/proc", "--dev", "/dev"]
@@ -368,8 +500,18 @@ def bwrap_command(
         if target == "/dev/pts":
             # Over bubblewrap's own devpts instance, which has no limit of its own.
             cmd += ["--dev-bind", source, target]
-    size = str(limits.disk_bytes)
-    cmd += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", JAIL_HOME]
+    cmd += [
+        "--dir",
+        JAIL_HOME,
+        "--perms",
+        "01777",
+        "--dir",
+        "/tmp",
+        "--perms",
+        "0700",
+        "--dir",
+        "/root",
+    ]
     # Python adds the user site directory to sys.path only if it exists when it starts; with
     # it in place, kernels see what ``pip install`` puts there later.
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -377,9 +519,9 @@ def bwrap_command(
     small = str(64 * 1024**2)
     cmd += ["--size", small, "--tmpfs", "/run", "--size", small, "--tmpfs", "/dev/shm"]
     cmd += ["--dir", "/run/e2b", "--chmod", "0700", "/run/e2b"]
-    # The jail's root and /dev are tmpfs mounts without a size limit: left writable, they would
-    # let a sandbox fill the host's memory past its disk limit.
-    cmd += ["--remount-ro", "/dev", "--remount-ro", "/"]
+    # /dev is a tmpfs without a size limit: left writable, it would let a sandbox fill the
+    # host's memory past its disk limit.
+    cmd += ["--remount-ro", "/dev"]
     cmd += ["--uid", str(JAIL_UID), "--gid", str(JAIL_UID), "--chdir", JAIL_HOME]
     cmd += ["--clearenv", "--setenv", "LANGCHAIN_E2B_AGENT", agent_config]
     cmd += ["--setenv", "HOME", JAIL_HOME]

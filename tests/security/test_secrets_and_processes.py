@@ -126,7 +126,6 @@ def test_read_only_system_paths(hostile: Hostile, attacker: Sandbox) -> None:
         "/usr/bin/le2b-x",
         "/etc/le2b-x",
         "/opt/e2b/lib/langchain_e2b/le2b-x",
-        "/le2b-x",
         "/dev/le2b-x",
         "/etc/passwd",
     ]

@@ -8,7 +8,10 @@ import textwrap
 import time
 from collections.abc import Callable
 
-from langchain_e2b.deepagents import TIMEOUT_EXIT_CODE, E2BSandbox
+import pytest
+
+from langchain_e2b import E2BConfigError, E2BSandboxSession
+from langchain_e2b.deepagents import TIMEOUT_EXIT_CODE, E2BCodeMiddleware, E2BSandbox
 
 
 def test_timeout_reports_124_and_stops_the_command(make_backend: Callable[..., E2BSandbox]) -> None:
@@ -95,3 +98,14 @@ def test_package_imports_without_deepagents() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_bad_construction_says_what_to_do() -> None:
+    with pytest.raises(E2BConfigError, match="E2B SDK sandbox"):
+        E2BSandbox(sandbox="sbx-123")
+    with pytest.raises(E2BConfigError, match="not both"):
+        E2BSandbox(sandbox="sbx-123", session=E2BSandboxSession())
+    with pytest.raises(E2BConfigError, match="pass them to the session"):
+        E2BSandbox(session=E2BSandboxSession(), template="base")
+    with pytest.raises(E2BConfigError, match="E2BSandbox or AsyncE2BSandbox"):
+        E2BCodeMiddleware(object())  # type: ignore[arg-type]

@@ -7,8 +7,10 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from e2b import Sandbox
 
 from langchain_e2b import E2BConfigError, E2BSandboxSession
 from langchain_e2b.deepagents import TIMEOUT_EXIT_CODE, E2BCodeMiddleware, E2BSandbox
@@ -109,3 +111,16 @@ def test_bad_construction_says_what_to_do() -> None:
         E2BSandbox(session=E2BSandboxSession(), template="base")
     with pytest.raises(E2BConfigError, match="E2BSandbox or AsyncE2BSandbox"):
         E2BCodeMiddleware(object())  # type: ignore[arg-type]
+
+
+def test_a_killed_sandbox_is_replaced_and_the_model_told(
+    make_backend: Callable[..., E2BSandbox], e2b_connection: dict[str, Any]
+) -> None:
+    backend = make_backend()
+    first = backend.id
+    assert Sandbox.kill(first, **e2b_connection)
+    result = backend.execute("echo after")
+    assert result.output.startswith("Note: the sandbox had stopped")
+    assert result.output.endswith("after\n")
+    assert result.exit_code == 0
+    assert backend.id != first

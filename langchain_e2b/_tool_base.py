@@ -171,7 +171,12 @@ class SandboxTool(BaseTool):
         return kwargs
 
     def _context(
-        self, session: E2BSandboxSession, notices: list[str], on_output: OutputCallback
+        self,
+        session: E2BSandboxSession,
+        notices: list[str],
+        on_output: OutputCallback,
+        relay: _Relay,
+        runtime: Any,
     ) -> Context:
         chars = self.max_output_chars
         images = self.include_images
@@ -185,6 +190,8 @@ class SandboxTool(BaseTool):
             include_images=images
             if images is not None
             else getattr(session, "include_images", True),
+            config=relay.config,
+            runtime=runtime,
         )
 
     def _turn(self, value: Any, config: RunnableConfig | None) -> _call_order.Turn | None:
@@ -229,7 +236,9 @@ class SandboxTool(BaseTool):
         token = _CURRENT.set((relay, False))
         try:
             with collect_notices() as notices:
-                context = self._context(session, notices, relay.output)
+                context = self._context(
+                    session, notices, relay.output, relay, kwargs.get("runtime")
+                )
                 try:
                     return drive(self._steps(context, **self._kwargs(args, kwargs)))
                 except (FileNotFoundError, E2BToolInputError) as exc:
@@ -250,7 +259,9 @@ class SandboxTool(BaseTool):
         token = _CURRENT.set((relay, True))
         try:
             with collect_notices() as notices:
-                context = self._context(session, notices, relay.aoutput)
+                context = self._context(
+                    session, notices, relay.aoutput, relay, kwargs.get("runtime")
+                )
                 try:
                     return await adrive(self._steps(context, **self._kwargs(args, kwargs)))
                 except (FileNotFoundError, E2BToolInputError) as exc:
@@ -278,6 +289,10 @@ class Context:
     """Live output of this call: blocking on the sync path, a coroutine function on the async."""
     max_output_chars: int
     include_images: bool
+    config: RunnableConfig | None = None
+    """Config for child runs of this call (its callbacks as their parent)."""
+    runtime: Any = None
+    """The ``ToolRuntime`` LangGraph injected into this call, if any."""
 
 
 @dataclass(frozen=True)

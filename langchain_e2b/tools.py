@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from langchain_e2b import _format, _packages
 from langchain_e2b._file_tools import (
@@ -20,6 +21,7 @@ from langchain_e2b._packages import install_command, validate_package_spec
 from langchain_e2b._tool_base import (
     OUTPUT_EVENT,
     SANDBOX_EVENT,
+    Call,
     Context,
     InjectedRuntime,
     SandboxTool,
@@ -27,6 +29,7 @@ from langchain_e2b._tool_base import (
     call,
     package,
 )
+from langchain_e2b.code_tools import CodeTools, as_code_tools
 from langchain_e2b.errors import E2BError, E2BSandboxError, E2BToolInputError
 from langchain_e2b.session import CommandResult, E2BSandboxSession
 
@@ -51,7 +54,10 @@ class RunCodeInput(BaseModel):
     )
     language: str | None = Field(
         default=None,
-        description="Kernel language. Omit for Python; use another only if the sandbox has it.",
+        description=(
+            "Kernel language: python, javascript, typescript or bash. Omit for Python; use "
+            "another only if the sandbox has it."
+        ),
     )
     timeout: float | None = Field(
         default=None,
@@ -102,6 +108,45 @@ class E2BCodeInterpreterTool(SandboxTool):
     )
     args_schema: type[BaseModel] = RunCodeInput
 
+    code_tools: Sequence[BaseTool | Callable[..., Any]] | CodeTools | None = None
+    """LangChain tools the code can call through the ``agent_tools`` module (Python only), or
+    :class:`~langchain_e2b.code_tools.CodeTools` to set the per-execution caps too."""
+
+    _bridge: CodeTools | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Build the bridge for ``code_tools`` and tell the model about them."""
+        super().model_post_init(context)
+        self._bridge = as_code_tools(self.code_tools)
+        if self._bridge is not None:
+            self.description = self.description + self._bridge.describe()
+
+    def _run_call(
+        self, context: Context, code: str, language: str | None, timeout: float | None
+    ) -> Call:
+        session = context.session
+        bridge = self._bridge
+        if bridge is None or (language or "python").lower() != "python":
+            return call(
+                session.run_code,
+                session.arun_code,
+                code,
+                language=language,
+                timeout=timeout,
+                on_output=context.on_output,
+            )
+        how = {
+            "language": language,
+            "timeout": timeout,
+            "forward": context.on_output,
+            "config": context.config,
+            "runtime": context.runtime,
+        }
+        return Call(
+            functools.partial(bridge.run, session, code, **how),
+            functools.partial(bridge.arun, session, code, **how),
+        )
+
     def _steps(
         self,
         context: Context,
@@ -122,14 +167,7 @@ class E2BCodeInterpreterTool(SandboxTool):
             except Exception as exc:  # the SDK's own, from the sandbox handle
                 raise E2BSandboxError(f"Could not restart the kernel: {exc}") from exc
             restarted = KERNEL_RESTARTED if count else KERNEL_NOT_STARTED
-        result = yield call(
-            session.run_code,
-            session.arun_code,
-            code,
-            language=language,
-            timeout=timeout,
-            on_output=context.on_output,
-        )
+        result = yield self._run_call(context, code, language, timeout)
         if restarted is not None:
             result.notice = " ".join(n for n in (result.notice, restarted) if n)
         rendered = _format.render_code(result, include_images=context.include_images)

@@ -9,7 +9,6 @@ runtime (E2B variables are cleared) and, where a model is needed, the scripted c
 
 from __future__ import annotations
 
-import os
 import re
 import textwrap
 from collections.abc import Iterator

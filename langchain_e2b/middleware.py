@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain.agents.middleware.types import ToolCallRequest
 from langchain_core.messages import SystemMessage, ToolMessage
+from langchain_core.tools import BaseTool
 from langgraph.config import get_config
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from langchain_e2b.code_tools import CodeTools, as_code_tools
 from langchain_e2b.errors import E2BConfigError
 from langchain_e2b.threads import E2BThreadSessions, thread_id_of
 from langchain_e2b.toolkit import E2BSandboxToolkit
 
 
-def sandbox_prompt(tool_names: list[str], *, cwd: str = "/home/user") -> str:
-    """The system-prompt section that tells the model about its sandbox and tools."""
+def sandbox_prompt(
+    tool_names: list[str], *, cwd: str = "/home/user", code_tools: Sequence[str] = ()
+) -> str:
+    """The system-prompt section that tells the model about its sandbox and tools.
+
+    ``code_tools`` names the tools code can call through ``agent_tools`` (see ``run_code``).
+    """
     lines = [
         "## Code sandbox",
         "You have an isolated E2B sandbox (Linux) that belongs to this conversation.",
@@ -29,6 +36,13 @@ def sandbox_prompt(tool_names: list[str], *, cwd: str = "/home/user") -> str:
             "- `run_code` runs Python in a Jupyter kernel. Variables, imports and files persist "
             "between calls: build on earlier results instead of recomputing them. Charts you "
             "show (matplotlib) come back to you as images."
+        )
+    if "run_code" in tool_names and code_tools:
+        lines.append(
+            "- In run_code, the module `agent_tools` has a function for each of these tools: "
+            + ", ".join(f"`{n}`" for n in code_tools)
+            + ". When a task needs many calls (one per item), make them in one cell with a loop "
+            "and print only the summary; help(agent_tools) describes them."
         )
     if "run_command" in tool_names:
         lines.append("- `run_command` runs shell commands (bash).")
@@ -76,6 +90,9 @@ class E2BSandboxMiddleware(AgentMiddleware):
         cleanup: ``"idle"`` or ``"run"`` (see above).
         on_failure: ``"kill"`` or ``"keep"`` (see above).
         selected_tools: Names of the tools to add; all when ``None``.
+        code_tools: LangChain tools that code run by ``run_code`` can call through its
+            ``agent_tools`` module (give them to the agent too if the model may also call them
+            directly).
         prompt: The system-prompt section; ``""`` adds none. By default :func:`sandbox_prompt`.
         **session_options: Options for the default :class:`E2BThreadSessions` (``idle_timeout``,
             ``store``, ``template``, ``api_key``, ...).
@@ -88,6 +105,7 @@ class E2BSandboxMiddleware(AgentMiddleware):
         cleanup: Literal["idle", "run"] = "idle",
         on_failure: Literal["kill", "keep"] = "kill",
         selected_tools: list[str] | None = None,
+        code_tools: Sequence[BaseTool | Callable[..., Any]] | CodeTools | None = None,
         prompt: str | None = None,
         **session_options: Any,
     ) -> None:
@@ -103,12 +121,17 @@ class E2BSandboxMiddleware(AgentMiddleware):
         self.sessions = sessions if sessions is not None else E2BThreadSessions(**session_options)
         self.cleanup = cleanup
         self.on_failure = on_failure
+        bridge = as_code_tools(code_tools)
         self.tools = E2BSandboxToolkit(
-            session=self.sessions, selected_tools=selected_tools
+            session=self.sessions, selected_tools=selected_tools, code_tools=bridge
         ).get_tools()
         if prompt is None:
             cwd = self.sessions.session_options.get("cwd", "/home/user")
-            prompt = sandbox_prompt([tool.name for tool in self.tools], cwd=cwd)
+            prompt = sandbox_prompt(
+                [tool.name for tool in self.tools],
+                cwd=cwd,
+                code_tools=list(bridge.by_name) if bridge is not None else (),
+            )
         self.prompt = prompt
 
     # --- system prompt and failure cleanup ---------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.tools import BaseTool, BaseToolkit
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
+from langchain_e2b.code_tools import CodeTools
 from langchain_e2b.errors import E2BConfigError
 from langchain_e2b.session import E2BSandboxSession, SessionProvider
 from langchain_e2b.tools import TOOL_CLASSES
@@ -51,6 +53,10 @@ class E2BSandboxToolkit(BaseToolkit):
     """Whether PNG/JPEG outputs reach the model as image blocks. ``None``: the session's setting
     (on by default)."""
 
+    code_tools: Sequence[BaseTool | Callable[..., Any]] | CodeTools | None = None
+    """LangChain tools that code run by ``run_code`` can call through its ``agent_tools``
+    module (see :class:`~langchain_e2b.tools.E2BCodeInterpreterTool`)."""
+
     _tools: list[BaseTool] | None = PrivateAttr(default=None)
 
     @field_validator("selected_tools")
@@ -73,6 +79,7 @@ class E2BSandboxToolkit(BaseToolkit):
                     session=self.session,
                     max_output_chars=self.max_output_chars,
                     include_images=self.include_images,
+                    **({"code_tools": self.code_tools} if name == "run_code" else {}),
                 )
                 for name in names
             ]

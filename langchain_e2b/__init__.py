@@ -7,6 +7,7 @@ from typing import Any
 
 from e2b import ConnectionConfig
 
+from langchain_e2b.code_tools import CodeTools
 from langchain_e2b.errors import (
     E2BBackendUnreachableError,
     E2BConfigError,
@@ -67,6 +68,7 @@ ConnectionConfig.set_integration(f"langchain-e2b/{__version__}")
 __all__ = [
     "AsyncE2BSandbox",
     "CodeResult",
+    "CodeTools",
     "CommandResult",
     "E2BBackendUnreachableError",
     "E2BCodeInterpreterTool",

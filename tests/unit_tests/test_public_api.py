@@ -7,6 +7,7 @@ import langchain_e2b
 EXPECTED_ALL = [
     "AsyncE2BSandbox",
     "CodeResult",
+    "CodeTools",
     "CommandResult",
     "E2BBackendUnreachableError",
     "E2BCodeInterpreterTool",

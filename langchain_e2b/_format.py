@@ -53,6 +53,8 @@ class CodeResult:
         notice: A sentence the model must read first (for example, that the sandbox was restarted).
         output_omitted: Characters of stdout and stderr not kept by the caller (the middle of a
             very long output, replaced by a marker line that says so); 0 when all was kept.
+        kernel_restarted: Whether a timed-out cell ignored the interrupt, so that its kernel was
+            restarted and every variable of earlier cells is gone.
     """
 
     code: str
@@ -67,6 +69,7 @@ class CodeResult:
     timeout: float | None = None
     notice: str | None = None
     output_omitted: int = 0
+    kernel_restarted: bool = False
 
     @property
     def text(self) -> str | None:
@@ -353,13 +356,26 @@ def render_code(result: CodeResult, *, include_images: bool) -> Rendered:
     if result.error:
         parts.append(format_error(result.error))
     if result.timed_out:
-        parts.append(
-            f"Execution timed out after {_seconds(result.timeout)} and was interrupted; "
-            "variables set before the interruption are kept."
-        )
+        parts.append(timeout_sentence(result))
     if len(parts) == (1 if result.notice else 0):
         parts.append("Code ran with no output.")
     return Rendered("\n".join(parts), images)
+
+
+def timeout_sentence(result: CodeResult) -> str:
+    """What the model must know about a cell that ran past its timeout."""
+    after = _seconds(result.timeout)
+    if result.kernel_restarted:
+        return (
+            f"Execution timed out after {after} and did not stop when interrupted, so the kernel "
+            "was restarted: all variables, imports and other state from earlier cells are lost."
+        )
+    if result.language not in (None, "python"):
+        return f"Execution timed out after {after} and was interrupted."
+    return (
+        f"Execution timed out after {after} and was interrupted; "
+        "variables set before the interruption are kept."
+    )
 
 
 def render_command(result: CommandResult) -> str:

@@ -343,6 +343,7 @@ def code_attempt(
 
     def attempt(sandbox: Any) -> Steps[CodeResult]:
         streams = Streams(on_output, capture)
+        restarted = False
         try:
             execution = yield Call(
                 lambda: sandbox.run_code(
@@ -350,7 +351,7 @@ def code_attempt(
                     language=language,
                     on_stdout=streams.stdout_message,
                     on_stderr=streams.stderr_message,
-                    timeout=limit,
+                    timeout=execution_timeout(sandbox, limit),
                 )
             )
         except TimeoutException as exc:
@@ -359,6 +360,8 @@ def code_attempt(
             ):
                 raise SandboxGone(str(exc)) from exc
             execution = None
+            if language in (None, "python"):
+                restarted = yield from _kernel_was_restarted(sandbox)
         stdout, stderr, omitted = streams.texts()
         result = (
             _format.code_result(
@@ -378,9 +381,57 @@ def code_attempt(
             )
         )
         result.stdout, result.stderr, result.output_omitted = stdout, stderr, omitted
+        result.kernel_restarted = restarted
         return result
 
     return attempt
+
+
+# How long a probe cell may take: code that ignores the interrupt gets a few seconds' grace
+# before its kernel is restarted, and the probe waits for that to happen.
+_KERNEL_PROBE_SECONDS = 20.0
+
+
+def execution_timeout(sandbox: Any, limit: float) -> float:
+    """The SDK ``timeout`` argument that ends a cell ``limit`` seconds after the call starts.
+
+    The code-interpreter SDK gives its read and write phases the same timeout, and the HTTP
+    transport of recent ``e2b`` releases (pyqwest) adds those phases into one deadline for the
+    whole request: ``timeout=2`` then returns after 4 s. Dividing by what the transport adds up
+    keeps the promise that the timeout is wall time; other transports are left as they are.
+    """
+    if not limit:
+        return limit
+    transport = getattr(getattr(sandbox, "_client", None), "_transport", None)
+    if transport is None or type(transport).__module__.split(".")[0] != "pyqwest":
+        return limit
+    try:
+        from pyqwest.httpx._transport import convert_timeout
+    except ImportError:
+        return limit
+    unit = httpx.Timeout(1.0, connect=1.0).as_dict()
+    try:
+        total = convert_timeout({"timeout": unit})
+    except Exception:
+        return limit
+    return limit / total if total and total > 1 else limit
+
+
+def _kernel_was_restarted(sandbox: Any) -> Steps[bool]:
+    """Whether the kernel behind a timed-out cell had to be restarted (its state is gone).
+
+    A cell that ignores the interrupt keeps the kernel busy until the runtime restarts it; a
+    kernel's execution counter starts again at 1 after a restart, so a probe cell tells.
+    """
+    try:
+        probe = yield Call(
+            lambda: sandbox.run_code(
+                "None", timeout=execution_timeout(sandbox, _KERNEL_PROBE_SECONDS)
+            )
+        )
+    except Exception:
+        return False
+    return getattr(probe, "execution_count", None) == 1
 
 
 def _probe(sandbox: Any) -> Any:

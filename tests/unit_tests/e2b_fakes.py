@@ -93,10 +93,10 @@ def _gone_check(box: FakeBox) -> None:
 def run_cell(box: FakeBox, code: str, on_stdout: Any, on_stderr: Any) -> Execution:
     """Execute ``code`` in the box's namespace the way a kernel would, streaming prints."""
     _gone_check(box)
+    box.count += 1  # a kernel counts an interrupted cell too
     if "TIMEOUT" in code:
         on_stdout(OutputMessage("before timeout\n", 0, False))
         raise TimeoutException("Execution timed out")
-    box.count += 1
     execution = Execution(execution_count=box.count)
 
     def fake_print(*args: Any, sep: str = " ", end: str = "\n", **_: Any) -> None:

@@ -154,13 +154,14 @@ def _kill_and_remove(directory: Path) -> bool:
         return True
     for child in [p for p in directory.iterdir() if p.is_dir()]:
         _kill_and_remove(child)
-    # A frozen v1 task cannot act on SIGKILL; v2 delivers it, but thawing first is harmless.
-    with contextlib.suppress(OSError):
-        _write(directory / "freezer.state", "THAWED")
-    with contextlib.suppress(OSError):
-        _write(directory / "cgroup.freeze", "0")
-    with contextlib.suppress(OSError):
-        _write(directory / "cgroup.kill", "1")
+    if _procs(directory):
+        # A frozen v1 task cannot act on SIGKILL; v2 delivers it, but thawing first is harmless.
+        with contextlib.suppress(OSError):
+            _write(directory / "freezer.state", "THAWED")
+        with contextlib.suppress(OSError):
+            _write(directory / "cgroup.freeze", "0")
+        with contextlib.suppress(OSError):
+            _write(directory / "cgroup.kill", "1")
     deadline = time.monotonic() + _WAIT
     while True:
         for pid in _procs(directory):

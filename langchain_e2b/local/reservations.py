@@ -26,6 +26,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ ROOT_STATE_DIR = Path("/run/langchain-e2b")
 UID_BASE = 1_500_000
 UID_COUNT = 1_000_000
 _RECORD_SUFFIX = ".json"
+_SCAN_TTL = 2.0
 
 
 def state_dir() -> Path:
@@ -286,6 +288,8 @@ class UidPool:
         self._held: dict[str, tuple[int, int]] = {}
         self._ranges = _sub_ranges()
         self._accounts: dict[int, bool] = {}
+        self._in_use: set[int] = set()
+        self._scanned_at = -_SCAN_TTL
 
     def reserve(self, owner: str) -> int:
         """Reserve a free host uid for ``owner`` (a sandbox id) and return it.
@@ -296,8 +300,12 @@ class UidPool:
         mine = {uid for uid, _ in self._held.values()}
         # Processes that already run as a uid (a tool that picked it, a runtime of an older
         # version, a dead runtime's leftover) could reach the sandbox's files and count
-        # against its process limit: such uids are skipped.
-        in_use = _uids_in_use()
+        # against its process limit: such uids are skipped. Scanning /proc takes a few
+        # milliseconds on a busy host, so a burst of reservations (the warm pool) shares one.
+        now = time.monotonic()
+        if now - self._scanned_at > _SCAN_TTL:
+            self._in_use, self._scanned_at = _uids_in_use(), now
+        in_use = self._in_use
         for uid in range(UID_BASE, UID_BASE + UID_COUNT):
             if uid in mine or uid in in_use:
                 continue

@@ -434,7 +434,9 @@ def _dirs(parent: Path) -> list[Path]:
         return []
 
 
-def remove_stale(dead: set[str], bases: Iterable[str] = ()) -> tuple[int, set[str]]:
+def remove_stale(
+    dead: set[str], bases: Iterable[str] = (), known: set[str] | None = None
+) -> tuple[int, set[str]]:
     """Remove the cgroups that dead runtimes left.
 
     Looked for below this runtime's own cgroups and in ``bases``, the cgroups the dead
@@ -443,7 +445,9 @@ def remove_stale(dead: set[str], bases: Iterable[str] = ()) -> tuple[int, set[st
     named in ``dead`` (their records say they are dead) and of this user are touched: a cgroup
     whose runtime keeps its record elsewhere (another user, another state directory) may be a
     live runtime's. Their processes are killed first. An empty v2 process leaf of this user
-    goes too.
+    goes too, and so does an empty cgroup of a runtime with no record at all (``known`` lists
+    the runtimes that have one) once it is a minute old: a runtime that died while another
+    removed its record left it.
 
     Returns:
         How many cgroups were removed, and the runtimes some of whose cgroups are still there.
@@ -473,9 +477,22 @@ def remove_stale(dead: set[str], bases: Iterable[str] = ()) -> tuple[int, set[st
             else:
                 continue
             if runtime_id not in dead:
+                if known is not None and runtime_id not in known and _orphan(directory):
+                    with contextlib.suppress(OSError):
+                        directory.rmdir()
+                        removed += 1
                 continue
             if _kill_and_remove(directory):
                 removed += 1
             else:
                 stuck.add(runtime_id)
     return removed, stuck
+
+
+def _orphan(directory: Path) -> bool:
+    """Empty and a minute old: past the moment between a cgroup's creation and its jail."""
+    try:
+        age = time.time() - directory.stat().st_mtime
+    except OSError:
+        return False
+    return age > 60 and not _procs(directory) and not _dirs(directory)

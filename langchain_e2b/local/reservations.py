@@ -169,7 +169,8 @@ def clean_leftovers(directory: Path | None = None) -> dict[str, int]:
         dead.append((path, fd, body if isinstance(body, dict) else {}))
     dead_ids = {path.name.removesuffix(_RECORD_SUFFIX) for path, _, _ in dead}
     bases = [b for _, _, body in dead for b in body.get("cgroup_bases", ()) if isinstance(b, str)]
-    counts["cgroups"], stuck = cgroups.remove_stale(dead_ids, bases)
+    known = {path.name.removesuffix(_RECORD_SUFFIX) for path in _records(directory)}
+    counts["cgroups"], stuck = cgroups.remove_stale(dead_ids, bases, known)
     for path, fd, body in dead:
         try:
             counts["paths"] += _remove_paths(body, live_data_dirs)

@@ -5,6 +5,7 @@ Each attack runs inside a real sandbox of a runtime started with the limit under
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -311,3 +312,25 @@ def test_no_cgroup_is_left_after_a_runtime_stops() -> None:
         sandboxes[0].kill()
         assert not any(d.exists() for d in directories)
     assert _cgroups_of(runtime_id) == []
+
+
+@needs("pids")
+def test_a_starting_runtime_removes_empty_cgroups_nobody_owns() -> None:
+    """A runtime that died while another removed its record left empty cgroups without one."""
+    [base] = [h.base for h in cgroups.detect() if "pids" in h.controllers]
+    orphan = base / f"{cgroups.PREFIX}{os.urandom(8).hex()}.orphan"
+    young = base / f"{cgroups.PREFIX}{os.urandom(8).hex()}.young"
+    orphan.mkdir()
+    young.mkdir()
+    try:
+        an_hour_ago = time.time() - 3600
+        os.utime(orphan, (an_hour_ago, an_hour_ago))
+        with LocalRuntime(pool_size=0):
+            pass
+        assert not orphan.exists()
+        # As young as a live runtime's cgroup between its creation and its jail: kept.
+        assert young.exists()
+    finally:
+        for directory in (orphan, young):
+            with contextlib.suppress(FileNotFoundError):
+                directory.rmdir()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 from langchain_core.runnables import RunnableConfig
@@ -36,6 +36,9 @@ from langchain_e2b._sdk import DEFAULT_CWD, OUTPUT_DIR, FileEntry, OutputCallbac
 from langchain_e2b._steps import Steps, adrive, drive
 from langchain_e2b.errors import E2BConfigError, E2BToolInputError
 from langchain_e2b.notebook import HistoryRecorder, export_notebook
+
+if TYPE_CHECKING:
+    from langchain_e2b.jobs import Jobs
 
 T = TypeVar("T")
 R = TypeVar("R", CodeResult, CommandResult)
@@ -127,6 +130,7 @@ class E2BSandboxSession:
         self._sandbox_url = sandbox_url
         self._backend: SandboxBackend | None = None
         self._life = Lifecycle(self)
+        self._jobs: Jobs | None = None
 
     # --- construction, identity, provider protocol -------------------------------------------
 
@@ -170,6 +174,18 @@ class E2BSandboxSession:
     ) -> Path:
         """Write the recorded cells (commands too, as ``!`` cells, if asked) as an ``.ipynb``."""
         return export_notebook(self, path, title=title, include_commands=include_commands)
+
+    @property
+    def jobs(self) -> Jobs:
+        """Background jobs started in this session: start, status, output, stop (sync and async).
+
+        See :class:`langchain_e2b.jobs.Jobs`; running jobs are stopped when the session closes.
+        """
+        if self._jobs is None:
+            from langchain_e2b.jobs import Jobs  # it drives its steps with the tools' drivers
+
+            self._jobs = Jobs(self)
+        return self._jobs
 
     @property
     def backend(self) -> SandboxBackend:
@@ -457,10 +473,14 @@ class E2BSandboxSession:
             kill: Kill the sandbox (``True``) or leave it to its E2B timeout (``False``). By
                 default a sandbox the session created is killed and one it attached to is not.
         """
+        if self._jobs is not None and not self.closed:
+            self._jobs.stop_all()
         drive(self._life.close(sync_mode(), kill))
 
     async def aclose(self, *, kill: bool | None = None) -> None:
         """Async :meth:`close`."""
+        if self._jobs is not None and not self.closed:
+            await self._jobs.astop_all()
         await adrive(self._life.close(async_mode(), kill))
 
     def __enter__(self) -> E2BSandboxSession:

@@ -17,6 +17,12 @@ from langchain_e2b._file_tools import (
     E2BWriteFileTool,
     apply_edit,
 )
+from langchain_e2b._job_tools import (
+    E2BJobOutputTool,
+    E2BJobStatusTool,
+    E2BJobStopTool,
+    started_text,
+)
 from langchain_e2b._packages import install_command, validate_package_spec
 from langchain_e2b._tool_base import (
     OUTPUT_EVENT,
@@ -28,6 +34,7 @@ from langchain_e2b._tool_base import (
     Steps,
     call,
     package,
+    with_notices,
 )
 from langchain_e2b.code_tools import CodeTools, as_code_tools
 from langchain_e2b.errors import E2BError, E2BSandboxError, E2BToolInputError
@@ -223,8 +230,9 @@ class RunCommandInput(BaseModel):
     background: bool = Field(
         default=False,
         description=(
-            "Start the command and return at once with its pid, for servers and long jobs. Its "
-            "output is written to a log file whose path is returned."
+            "Start the command as a background job and return at once with its job id, for "
+            "servers and long jobs; then job_output reads what it printed, job_status says "
+            "whether it runs and job_stop stops it."
         ),
     )
     runtime: InjectedRuntime = None
@@ -264,13 +272,18 @@ class E2BShellTool(SandboxTool):
                 f"The command is {size} bytes, more than the {MAX_COMMAND_BYTES} a command may have"
             )
         session = context.session
+        if background:
+            job, started = yield from session.jobs.steps_start(command, cwd, timeout)
+            started.pid = job.pid
+            text = with_notices([started.notice] if started.notice else [], started_text(job))
+            artifact = _format.artifact(started, truncated=False, full_output_path=None)
+            return text, {**artifact, "job_id": job.id}
         result = yield call(
             session.run_command,
             session.arun_command,
             command,
             cwd=cwd,
             timeout=timeout,
-            background=background,
             on_output=context.on_output,
         )
         rendered = _format.Rendered(_format.render_command(result))
@@ -376,6 +389,9 @@ TOOL_CLASSES: dict[str, Callable[..., BaseTool]] = {
     "edit_file": E2BEditFileTool,
     "list_files": E2BListFilesTool,
     "install_packages": E2BInstallPackagesTool,
+    "job_status": E2BJobStatusTool,
+    "job_output": E2BJobOutputTool,
+    "job_stop": E2BJobStopTool,
 }
 """Tool name the model sees -> tool class."""
 
@@ -388,6 +404,9 @@ __all__ = [
     "E2BCodeInterpreterTool",
     "E2BEditFileTool",
     "E2BInstallPackagesTool",
+    "E2BJobOutputTool",
+    "E2BJobStatusTool",
+    "E2BJobStopTool",
     "E2BListFilesTool",
     "E2BReadFileTool",
     "E2BShellTool",

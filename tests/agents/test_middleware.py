@@ -52,6 +52,9 @@ def test_adds_the_tools_and_a_system_prompt_section(make_sessions: Factory, thre
         "edit_file",
         "list_files",
         "install_packages",
+        "job_status",
+        "job_output",
+        "job_stop",
     ]
     system = seen[0][0]
     assert isinstance(system, SystemMessage)

@@ -57,6 +57,9 @@ def test_model_visible_names() -> None:
         "edit_file",
         "list_files",
         "install_packages",
+        "job_status",
+        "job_output",
+        "job_stop",
     ]
 
 
@@ -196,7 +199,8 @@ def test_shell_tool(make_session: MakeSession) -> None:
     assert str(failed.content).endswith("Exit code: 2")
     assert failed.artifact["exit_code"] == 2
     bg = call(tool, command="server", background=True)
-    assert "pid 4242" in str(bg.content)
+    assert "Started job-1 in the background (pid 4242)" in str(bg.content)
+    assert bg.artifact["job_id"] == "job-1"
     assert bg.artifact["pid"] == 4242
     assert call(tool, command="   ").status == "error"
 

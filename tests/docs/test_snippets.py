@@ -3,12 +3,15 @@
 Blocks of one page share a namespace, as a reader would run them one after another. A block that
 needs what the test machine does not have (a real chat model, the E2B cloud) is preceded in the
 page by ``<!-- snippet: skip (reason) -->``; it is reported as skipped with that reason, so the
-count of untested blocks shows in every test run. Everything else runs with the embedded local
-runtime (E2B variables are cleared) and, where a model is needed, the scripted chat model.
+count of untested blocks shows in every test run. ``<!-- snippet: requires MODULE -->`` skips a
+block only where an optional extra is not installed (``make test-lowest`` has no Deep Agents).
+Everything else runs with the embedded local runtime (E2B variables are cleared) and, where a
+model is needed, the scripted chat model.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import textwrap
 from collections.abc import Iterator
@@ -21,6 +24,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*$")
 _SKIP = re.compile(r"^\s*<!--\s*snippet:\s*skip\s*\((?P<reason>[^)]+)\)\s*-->\s*$")
+_REQUIRES = re.compile(r"^\s*<!--\s*snippet:\s*requires\s+(?P<module>[\w.]+)\s*-->\s*$")
 _ANY_MARKER = re.compile(r"<!--\s*snippet:")
 # Variables that would send the snippets somewhere other than the local runtime.
 _BACKEND_VARS = ("E2B_API_KEY", "E2B_API_URL", "E2B_SANDBOX_URL", "E2B_DOMAIN")
@@ -34,6 +38,7 @@ class Block:
     line: int  # 1-based line of the block's first code line
     code: str
     skip: str | None
+    requires: str | None = None
 
     @property
     def id(self) -> str:
@@ -60,14 +65,21 @@ def parse_page(path: Path) -> list[Block]:
         if opening["lang"] in ("python", "py"):
             previous = next((line for line in reversed(lines[:index]) if line.strip()), "")
             marker = _SKIP.match(previous)
-            if marker is None and _ANY_MARKER.search(previous):
+            requires = _REQUIRES.match(previous)
+            if marker is None and requires is None and _ANY_MARKER.search(previous):
                 raise AssertionError(
                     f"{page}:{index}: unreadable snippet marker {previous.strip()!r}; "
-                    "write <!-- snippet: skip (why) -->"
+                    "write <!-- snippet: skip (why) --> or <!-- snippet: requires MODULE -->"
                 )
             code = textwrap.dedent("\n".join(lines[start:end]))
             blocks.append(
-                Block(page, start + 1, code, marker["reason"].strip() if marker else None)
+                Block(
+                    page,
+                    start + 1,
+                    code,
+                    marker["reason"].strip() if marker else None,
+                    requires["module"] if requires else None,
+                )
             )
         index = end + 1
     return blocks
@@ -93,6 +105,8 @@ def local_runtime_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 def test_snippet_runs(block: Block) -> None:
     if block.skip:
         pytest.skip(f"marked in the page: {block.skip}")
+    if block.requires and importlib.util.find_spec(block.requires) is None:
+        pytest.skip(f"{block.requires} is not installed (an optional extra)")
     if block.page in _FAILED:
         pytest.fail(f"an earlier block of {block.page} failed ({_FAILED[block.page]})")
     namespace = _NAMESPACES.setdefault(block.page, {"__name__": "__docs__"})

@@ -431,11 +431,24 @@ def truncate(text: str, limit: int, *, note: str) -> str:
     return f"{head.rstrip(chr(10))}\n{marker}\n{tail.lstrip(chr(10))}"
 
 
-def saved_note(path: str | None) -> str:
-    """The truncation note for output whose full text was (or could not be) saved."""
+def saved_note(path: str | None, *, not_kept: int = 0) -> str:
+    """The truncation note for output whose text was (or could not be) saved in the sandbox.
+
+    ``not_kept`` is how much of a very long output the caller never kept (see
+    :class:`OutputCapture`): the saved file then holds the kept head and tail only, and the note
+    says so rather than calling it the full output.
+    """
+    if not not_kept:
+        if path is None:
+            return "the full output could not be saved"
+        return f"the full output is saved in the sandbox at {path}"
+    rest = (
+        f"{not_kept} characters in the middle were not kept; to see everything, redirect the "
+        "output to a file in the sandbox and read it in parts"
+    )
     if path is None:
-        return "the full output could not be saved"
-    return f"the full output is saved in the sandbox at {path}"
+        return rest
+    return f"the kept head and tail are saved in the sandbox at {path}; {rest}"
 
 
 def content(text: str, images: Iterable[dict[str, Any]]) -> str | list[str | dict[str, Any]]:

@@ -396,7 +396,8 @@ def package(
             saved = yield call(session.save_output, session.asave_output, text)
         except Exception:  # best effort: the truncated output still reaches the model, and says so
             logger.warning("could not save the full output in the sandbox", exc_info=True)
-        text = _format.truncate(text, limit, note=_format.saved_note(saved))
+        note = _format.saved_note(saved, not_kept=record.output_omitted)
+        text = _format.truncate(text, limit, note=note)
     content = _format.content(text, rendered.images)
     return content, _format.artifact(record, truncated=truncated, full_output_path=saved)
 

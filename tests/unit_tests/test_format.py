@@ -139,3 +139,12 @@ def test_artifact_is_json_serialisable_and_flags_truncation() -> None:
     assert command["kind"] == "command"
     assert command["exit_code"] == 0
     assert command["sandbox_id"] == "s"
+
+
+def test_saved_note_never_calls_a_partial_capture_the_full_output() -> None:
+    assert "full output is saved" in _format.saved_note("/tmp/out.txt")
+    partial = _format.saved_note("/tmp/out.txt", not_kept=5_000)
+    assert "full output" not in partial
+    assert "5000 characters in the middle were not kept" in partial
+    assert "/tmp/out.txt" in partial
+    assert "redirect the output to a file" in _format.saved_note(None, not_kept=1)

@@ -20,6 +20,7 @@ from langchain_e2b.errors import (
     E2BSessionClosedError,
     E2BToolInputError,
 )
+from langchain_e2b.jobs import Job, JobOutput
 from langchain_e2b.notebook import HistoryRecorder
 from langchain_e2b.session import (
     CodeResult,
@@ -35,6 +36,9 @@ from langchain_e2b.tools import (
     E2BCodeInterpreterTool,
     E2BEditFileTool,
     E2BInstallPackagesTool,
+    E2BJobOutputTool,
+    E2BJobStatusTool,
+    E2BJobStopTool,
     E2BListFilesTool,
     E2BReadFileTool,
     E2BShellTool,
@@ -79,6 +83,9 @@ __all__ = [
     "E2BFileNotFoundError",
     "E2BInstallPackagesTool",
     "E2BInvalidArgumentError",
+    "E2BJobOutputTool",
+    "E2BJobStatusTool",
+    "E2BJobStopTool",
     "E2BListFilesTool",
     "E2BReadFileTool",
     "E2BSandbox",
@@ -92,6 +99,8 @@ __all__ = [
     "E2BWriteFileTool",
     "FileEntry",
     "HistoryRecorder",
+    "Job",
+    "JobOutput",
     "SandboxBackend",
     "SessionEvent",
     "SessionProvider",

@@ -46,6 +46,12 @@ def sandbox_prompt(
         )
     if "run_command" in tool_names:
         lines.append("- `run_command` runs shell commands (bash).")
+        if "job_output" in tool_names:
+            lines.append(
+                "- For servers and long jobs, `run_command` with background=true returns a job "
+                "id; `job_output` reads what the job printed since you last looked (wait=seconds "
+                "to give it time), `job_status` says whether it runs, `job_stop` stops it."
+            )
     file_tools = [
         n for n in ("read_file", "write_file", "edit_file", "list_files") if n in tool_names
     ]

@@ -43,7 +43,8 @@ class E2BSandboxToolkit(BaseToolkit):
 
     selected_tools: list[str] | None = None
     """Names of the tools to return (``run_code``, ``run_command``, ``read_file``,
-    ``write_file``, ``edit_file``, ``list_files``, ``install_packages``); all when ``None``."""
+    ``write_file``, ``edit_file``, ``list_files``, ``install_packages``, ``job_status``,
+    ``job_output``, ``job_stop``); all when ``None``."""
 
     max_output_chars: int | None = None
     """Longest text a tool gives the model; longer output keeps its head and tail and the full

@@ -29,6 +29,15 @@ EXPECTED = {
     ],
     "streaming.py": ["live stdout] 'liftoff\\n'", "event stdout] 'liftoff\\n'"],
     "data_analysis.py": ["Uploaded /home/user/sales.csv", "Chart downloaded to"],
+    "code_tools.py": [
+        "[run_code] total 1180.00 EUR, dearest item-39 at 58.75 EUR",
+        "'price': 40",
+    ],
+    "background_jobs.py": [
+        "[job_output] job-1 `python3 -u -m http.server 8000`: running",
+        '"GET / HTTP/1.1" 200',
+        "[job_stop] job-1 `python3 -u -m http.server 8000`: stopped (exit code 143).",
+    ],
 }
 
 

@@ -181,7 +181,8 @@ def _quickjs_agent() -> Any | None:
         return None
     from langchain.agents import create_agent
 
-    middleware = CodeInterpreterMiddleware()
+    # A generous timeout: on a busy machine the interpreter's own start can take seconds.
+    middleware = CodeInterpreterMiddleware(timeout=60)
     name = middleware.tools[0].name
     try:
         from langchain_e2b.testing import ScriptedChatModel, tool_call, turn
@@ -208,11 +209,16 @@ def bench_step(report: Report, runtime: LocalRuntime, rounds: int) -> None:
         report.notes.append(
             "PythonREPLTool: langchain-experimental is not installed (the `bench` extra has it)."
         )
-    quickjs = _quickjs_agent()
-    if quickjs is None:
-        report.notes.append(
-            "langchain-quickjs: not installed (the `bench` extra has it; it needs Python 3.11+)."
-        )
+    try:
+        quickjs = _quickjs_agent()
+    except Exception as exc:  # a peer that cannot run here is reported, not fatal
+        quickjs = None
+        report.notes.append(f"langchain-quickjs: installed but could not run here: {exc!r:.300}")
+    else:
+        if quickjs is None:
+            report.notes.append(
+                "langchain-quickjs: not installed (the `bench` extra has it; needs Python 3.11+)."
+            )
     try:
         tool = E2BCodeInterpreterTool(session=session)
         with br.bare_kernel() as execute:
@@ -601,6 +607,7 @@ def _charts(report: Report, out_dir: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     labels = STEP_LABELS
     names = list(STEP_CODES)
@@ -615,6 +622,7 @@ def _charts(report: Report, out_dir: Path) -> None:
     ax.set_xticklabels([textwrap.fill(label, 18) for label in present], fontsize=7)
     ax.set_ylabel("median ms per step (this machine, this run)")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.set_title("One code step, by path (lower is better)")
     ax.legend()
     fig.tight_layout()
@@ -633,6 +641,7 @@ def _charts(report: Report, out_dir: Path) -> None:
         color=colors,
     )
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("median ms, create to first result (log scale)")
     ax.set_title("Start: measured here (blue) and published hosted figures (grey)")
     ax.tick_params(axis="y", labelsize=7)

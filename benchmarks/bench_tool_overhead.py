@@ -1,7 +1,7 @@
 """Per-call overhead of ``E2BCodeInterpreterTool.invoke`` over a direct ``sandbox.run_code``.
 
 Both run ``1+1`` on the same sandbox, interleaved, 200 times each; the ratio of the medians is
-printed (target: at most 1.10). Uses the E2B cloud when ``E2B_API_KEY`` is set, else a local
+printed (target: at most 1.05). Uses the E2B cloud when ``E2B_API_KEY`` is set, else a local
 runtime started for the run.
 
     .venv/bin/python benchmarks/bench_tool_overhead.py [--calls 200]
@@ -19,7 +19,7 @@ from typing import Any
 
 from langchain_e2b import E2BCodeInterpreterTool, E2BSandboxSession
 
-TARGET = 1.10
+TARGET = 1.05
 
 
 @contextlib.contextmanager

@@ -1,14 +1,14 @@
 """The in-sandbox code interpreter: E2B's ``/execute`` and ``/contexts`` API over Jupyter kernels.
 
-Each code context is one kernel process driven with ``jupyter_client``: IPython for Python and
-``bash_kernel`` for bash over ``ipc://`` sockets in a private run directory, and Deno's kernel
-(``deno jupyter``) for JavaScript and TypeScript, which speaks TCP only, on loopback ports. Only
-the default Python context starts with the sandbox; the others start when first asked for, so
-a sandbox that never runs JavaScript or bash pays nothing for them. ``/execute`` streams
-newline-delimited JSON as the kernel produces it (see shared/e2b-protocol.md §5). Executions on
-one context run one at a time; a client that goes away interrupts its execution, and a kernel
-that ignores the interrupt for a few seconds is restarted; a kernel that dies is restarted; the
-client is told when state was lost.
+Each code context is one Jupyter kernel process (``kernels``): IPython for Python,
+``bash_kernel`` for bash, and Deno's kernel for JavaScript and TypeScript. This module serves
+the HTTP routes and relays each execution's output. Only the default Python context starts
+with the sandbox; the others start when first asked for, so a sandbox that never runs
+JavaScript or bash pays nothing for them. ``/execute`` streams newline-delimited JSON as the
+kernel produces it (see shared/e2b-protocol.md §5). Executions on one context run one at a
+time; a client that goes away interrupts its execution, and a kernel that ignores the
+interrupt for a few seconds is restarted; a kernel that dies is restarted; the client is told
+when state was lost.
 
 Deno's kernel listens on loopback TCP ports, and its messages are signed with a key only this
 agent holds, so no other process can run code in it. A jail without its own network namespace
@@ -25,26 +25,14 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import re
-import resource
-import shlex
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from importlib.util import find_spec
-from pathlib import Path
 from typing import Any
-
-import zmq
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
 
 from langchain_e2b.local._common import resolve_cwd
 from langchain_e2b.local._http import (
@@ -59,28 +47,25 @@ from langchain_e2b.local._http import (
     start_stream,
     wait_disconnect,
 )
+from langchain_e2b.local.kernels import (
+    ENV_NAME,
+    FLAVOURS,
+    SUPPORTED_LANGUAGES,
+    Kernel,
+    check_env_names,
+    env_code,
+    find_deno,
+    missing_requirement,
+    next_message,
+    normalize_language,
+    start_failure,
+    unsupported_language,
+    write_kernel_spec,
+)
 
 logger = logging.getLogger(__name__)
 
-# E2B's language names, as the SDK's ``RunCodeLanguage`` spells them.
-SUPPORTED_LANGUAGES = ("python", "javascript", "typescript", "bash")
-_ALIASES = {
-    "py": "python",
-    "python3": "python",
-    "js": "javascript",
-    "ts": "typescript",
-    "deno": "typescript",
-    "sh": "bash",
-    "shell": "bash",
-}
-# Languages E2B's code-interpreter template offers that this runtime has no kernel for.
-_NOT_SHIPPED = {
-    "r": "R (E2B's template runs it with IRkernel, which needs an R installation)",
-    "java": "Java (E2B's template runs it with IJava, which needs a JDK)",
-}
 KEEPALIVE_INTERVAL = 5.0
-# How often the relay loop looks up from the kernel's output to check the client and the kernel.
-POLL_INTERVAL = 0.5
 # After a client disconnect (the SDK's timeout, or a caller that went away), the kernel is
 # interrupted at once and again this often while the code runs on...
 INTERRUPT_RETRY = 1.0
@@ -88,20 +73,10 @@ INTERRUPT_RETRY = 1.0
 # catches KeyboardInterrupt or blocks SIGINT would otherwise hold the context, and every later
 # execution queued behind it, for as long as it likes.
 INTERRUPT_GRACE = 3.0
-KERNEL_READY_TIMEOUT = 120.0
 # Stream text longer than this goes out as several lines, so no single line gets huge.
 MAX_TEXT_CHUNK = 1 << 20
-# Kernel messages read ahead of the HTTP client (each is up to ~0.05 s of a cell's output).
-IOPUB_BACKLOG = 8
-
-_KERNEL_NAME = "langchain-e2b-python"
-_DENO_KERNEL_NAME = "langchain-e2b-deno"
-_BASH_KERNEL_NAME = "langchain-e2b-bash"
 # Deno may publish a cell's last messages just after it reports idle; wait this long for more.
 _LINGER = 0.05
-_INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
-_STARTUP_MODULE = "_langchain_e2b_kernel"
-_STARTUP_FILE = Path(__file__).with_name("_kernel_startup.py")
 
 _MIME_FIELDS = {
     "text/plain": "text",
@@ -119,197 +94,6 @@ _MIME_FIELDS = {
 }
 
 _STATE_LOST = "all variables, imports and other state from earlier executions were lost"
-
-
-def _loader_source() -> str:
-    # Loads _kernel_startup.py by path under a private module name, leaving no names behind in
-    # the user's namespace. It runs as an IPython exec_file: unlike exec_lines, those do not run
-    # as a cell, whose end would undo the stream patches install() makes.
-    return (
-        "import importlib.util as _u, sys as _s\n"
-        f"_p = _u.spec_from_file_location({_STARTUP_MODULE!r}, {str(_STARTUP_FILE)!r})\n"
-        "_m = _u.module_from_spec(_p)\n"
-        "_s.modules[_p.name] = _m\n"
-        "_p.loader.exec_module(_m)\n"
-        "_m.install(get_ipython())\n"
-        "del _u, _s, _p, _m\n"
-    )
-
-
-# What ``python -m ipykernel_launcher`` does, except that debugpy is hidden while the kernel
-# starts: ipykernel would otherwise load it (and pydevd, some 100 modules and ~10 MB) into every
-# kernel for a debugger nobody attaches. _kernel_startup.py unhides it for user code.
-_LAUNCHER = (
-    "import sys; sys.path[0] == '' and sys.path.pop(0); sys.modules['debugpy'] = None; "
-    "from ipykernel import kernelapp; kernelapp.launch_new_instance()"
-)
-
-
-# What ``python -m bash_kernel`` does, except that pexpect sends each line of a cell to bash at
-# once: by default it sleeps 50 ms before every line, which made starting the kernel (whose
-# set-up sends a 40-line function) take seconds and a 10-line cell half a second longer.
-_BASH_LAUNCHER = (
-    "import sys; sys.path[0] == '' and sys.path.pop(0)\n"
-    "import pexpect\n"
-    "_init = pexpect.spawn.__init__\n"
-    "def _no_delay(self, *args, **kwargs):\n"
-    "    _init(self, *args, **kwargs)\n"
-    "    self.delaybeforesend = None\n"
-    "pexpect.spawn.__init__ = _no_delay\n"
-    "from ipykernel.kernelapp import IPKernelApp\n"
-    "from bash_kernel.kernel import BashKernel\n"
-    "IPKernelApp.launch_instance(kernel_class=BashKernel)\n"
-)
-
-
-def _kernel_argv(loader: str) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        _LAUNCHER,
-        "-f",
-        "{connection_file}",
-        # No sqlite history file in the user's home: less I/O and memory per kernel.
-        "--HistoryManager.enabled=False",
-        # Tracebacks are read by people and models, not terminals.
-        "--InteractiveShell.colors=nocolor",
-        f"--IPKernelApp.exec_files={loader}",
-    ]
-
-
-def _lenient_unpack(data: bytes) -> Any:
-    """Decode a kernel message, replacing bytes that are not UTF-8 instead of failing."""
-    try:
-        return json.loads(data)
-    except UnicodeDecodeError:
-        return json.loads(bytes(data).decode("utf-8", "replace"))
-
-
-def _normalize_language(language: str | None) -> str:
-    if not language:
-        return "python"
-    language = language.strip().lower()
-    return _ALIASES.get(language, language)
-
-
-def _unsupported_language(language: str) -> str:
-    supported = ", ".join(SUPPORTED_LANGUAGES)
-    if language in _NOT_SHIPPED:
-        return (
-            f"Language {language!r} is not available in this sandbox: the local runtime has no "
-            f"kernel for {_NOT_SHIPPED[language]}. Supported languages: {supported}."
-        )
-    return f"Language {language!r} is not supported. Supported languages: {supported}."
-
-
-@dataclass(frozen=True)
-class _Flavour:
-    """How contexts of one language are started and spoken to."""
-
-    language: str
-    display: str
-    kernel_name: str
-    # Deno's kernel binds TCP ports only; the others use ipc sockets.
-    transport: str = "ipc"
-    # Deno's kernel reports some failures (a syntax error) only in its reply, and may publish a
-    # cell's last output after it says it is idle.
-    linger: bool = False
-
-
-_PYTHON = _Flavour("python", "Python", _KERNEL_NAME)
-_FLAVOURS = {
-    "python": _PYTHON,
-    "javascript": _Flavour("javascript", "JavaScript", _DENO_KERNEL_NAME, "tcp", True),
-    "typescript": _Flavour("typescript", "TypeScript", _DENO_KERNEL_NAME, "tcp", True),
-    "bash": _Flavour("bash", "Bash", _BASH_KERNEL_NAME),
-}
-
-
-def _find_deno(path: str | None) -> str | None:
-    """The ``deno`` executable on ``path`` or beside the ``deno`` package, or None."""
-    found = shutil.which("deno", path=path)
-    if found:
-        return found
-    try:
-        from deno import find_deno_bin
-    except ImportError:
-        return None
-    try:
-        return str(find_deno_bin())
-    except (OSError, RuntimeError):
-        return None
-
-
-# Deno's kernel reserves about 1.2 GiB of address space for V8's code (measured with Deno 2.9),
-# which the data-size limit counts though little of it is ever resident.
-_DENO_ADDRESS_SPACE = 3 * 1024**3 // 2
-
-
-def _start_failure(language: str, exc: BaseException) -> str:
-    """What to tell a client whose context of ``language`` could not start."""
-    flavour = _FLAVOURS[language]
-    message = f"Failed to start the {flavour.display} kernel: {exc}"
-    if flavour.kernel_name == _DENO_KERNEL_NAME:
-        limit, _ = resource.getrlimit(resource.RLIMIT_DATA)
-        if limit != resource.RLIM_INFINITY and limit < _DENO_ADDRESS_SPACE:
-            message += (
-                f". Deno's kernel needs about 1.5 GiB of address space and this sandbox's data"
-                f" size limit (its memory limit) is {limit // 1024**2} MiB: run JavaScript and"
-                " TypeScript in a sandbox whose memory limit is at least 1.5 GiB."
-            )
-    return message
-
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _env_code(language: str, env: Mapping[str, str], *, push: bool | None) -> str:
-    """Code that sets ``env`` in a kernel of ``language``.
-
-    ``push=True`` remembers the values it replaces and ``push=False`` restores them (``env``
-    then only names the variables); ``push=None`` sets them for good.
-    """
-    if language == "python":
-        if push is None:
-            return f"__import__('os').environ.update({dict(env)!r})"
-        if push:
-            return f"__import__({_STARTUP_MODULE!r}).push_env({dict(env)!r})"
-        return f"__import__({_STARTUP_MODULE!r}).pop_env()"
-    if language == "bash":
-        lines = []
-        for index, (key, value) in enumerate(sorted(env.items())):
-            saved = f"__e2b_env_{index}"
-            if push:
-                lines.append(f'{saved}_set="${{{key}+x}}"; {saved}="${{{key}-}}"')
-            if push is False:
-                lines.append(
-                    f'if [ -n "${saved}_set" ]; then export {key}="${saved}"; '
-                    f"else unset {key}; fi; unset {saved} {saved}_set"
-                )
-            else:
-                lines.append(f"export {key}={shlex.quote(value)}")
-        return "\n".join(lines)
-    # Deno (JavaScript and TypeScript)
-    data = json.dumps(dict(env))
-    if push is None:
-        return f"for (const [k, v] of Object.entries({data})) Deno.env.set(k, v);"
-    if push:
-        return (
-            "(globalThis.__e2bEnv ??= []).push(Object.fromEntries("
-            f"Object.keys({data}).map((k) => [k, Deno.env.get(k)])));"
-            f"for (const [k, v] of Object.entries({data})) Deno.env.set(k, v);"
-        )
-    return (
-        "for (const [k, v] of Object.entries(globalThis.__e2bEnv?.pop() ?? {}))"
-        " v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);"
-    )
-
-
-def _check_env_names(language: str, env: Mapping[str, str]) -> None:
-    if language == "bash":
-        for key in env:
-            if not _ENV_NAME.fullmatch(key):
-                raise ValueError(f"{key!r} is not a valid shell variable name")
 
 
 _DENO_ERROR_AT = re.compile(r"\s*at file://\S*?:(\d+):(\d+)\s*$")
@@ -405,167 +189,6 @@ def _validate_env(env: Any) -> dict[str, str]:
     return dict(env)
 
 
-class _Kernel:
-    """One code context: a kernel process and the client that drives it."""
-
-    def __init__(
-        self, *, context_id: str, language: str, cwd: str, run_dir: str, deno: str | None = None
-    ) -> None:
-        self.id = context_id
-        self.language = language
-        self.flavour = _FLAVOURS[language]
-        # The deno executable, for Deno contexts (their syntax errors are found with it).
-        self.deno = deno
-        self.cwd = cwd
-        self._run_dir = run_dir
-        # Serialises executions (and their env-var set-up and clean-up) on this context.
-        self.lock = asyncio.Lock()
-        # Serialises start, stop and restart.
-        self._life = asyncio.Lock()
-        # Bumped by every restart and stop, so a running relay can tell its kernel went away.
-        self.generation = 0
-        self.closed = False
-        # A sentence to show at the start of the next execution (state lost while nobody watched).
-        self.notice: str | None = None
-        self._km: AsyncKernelManager | None = None
-        self._kc: Any = None
-        self._launches = 0
-
-    def as_json(self) -> dict[str, str]:
-        return {"id": self.id, "language": self.language, "cwd": self.cwd}
-
-    @property
-    def client(self) -> Any:
-        if self._kc is None:
-            raise RuntimeError("the kernel is not running")
-        return self._kc
-
-    async def start(self, env: Mapping[str, str]) -> None:
-        async with self._life:
-            await self._launch(env)
-
-    async def _launch(self, env: Mapping[str, str]) -> None:
-        self._launches += 1
-        stem = os.path.join(self._run_dir, f"{self.id[:8]}-{self._launches}")
-        spec_dir = os.path.join(self._run_dir, "kernels")
-        tcp = self.flavour.transport == "tcp"
-        km = AsyncKernelManager(
-            kernel_name=self.flavour.kernel_name,
-            kernel_spec_manager=KernelSpecManager(kernel_dirs=[spec_dir]),
-            transport=self.flavour.transport,
-            ip="127.0.0.1" if tcp else stem,
-            connection_file=f"{stem}.json",
-        )
-        km.shutdown_wait_time = 2.0
-        self._km = km
-        if self.flavour.kernel_name == _DENO_KERNEL_NAME:
-            home = env.get("HOME") or self.cwd
-            kernel_env = {
-                # Deno caches compiled code and modules here; the default is the same place,
-                # made explicit so a jail's read-only system directories are never tried.
-                "DENO_DIR": os.path.join(home, ".cache", "deno"),
-                "DENO_NO_UPDATE_CHECK": "1",
-                "DENO_NO_PROMPT": "1",
-                "NO_COLOR": "1",
-                **env,
-            }
-        else:
-            # Figures display inline, as in Jupyter, even when the sandbox's base environment
-            # picks a headless backend for commands (ipykernel only fills in an unset variable).
-            kernel_env = {**env, "MPLBACKEND": _INLINE_BACKEND}
-        await km.start_kernel(env=kernel_env, cwd=self.cwd, stdout=subprocess.DEVNULL)
-        kc = km.client()
-        kc.session.unpack = _lenient_unpack
-        # Take only a few messages ahead of the HTTP client: output the client has not read yet
-        # waits in the kernel that produced it, not in this process.
-        kc.context.setsockopt(zmq.RCVHWM, IOPUB_BACKLOG)
-        kc.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
-        self._kc = kc
-        try:
-            await kc.wait_for_ready(timeout=KERNEL_READY_TIMEOUT)
-        except BaseException:
-            await self._kill()
-            raise
-
-    async def _kill(self) -> None:
-        km, kc = self._km, self._kc
-        self._km = self._kc = None
-        if kc is not None:
-            kc.stop_channels()
-        if km is None:
-            return
-        provisioner = km.provisioner
-        pgid = getattr(provisioner, "pgid", None)
-        if pgid:
-            # The kernel leads its own process group: take its children down with it.
-            with contextlib.suppress(OSError):
-                os.killpg(pgid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            await km.shutdown_kernel(now=True)
-
-    async def restart(self, env: Mapping[str, str]) -> None:
-        async with self._life:
-            self.generation += 1
-            await self._kill()
-            if not self.closed:
-                await self._launch(env)
-
-    async def stop(self) -> None:
-        async with self._life:
-            self.closed = True
-            self.generation += 1
-            await self._kill()
-
-    async def is_alive(self) -> bool:
-        km = self._km
-        return km is not None and bool(await km.is_alive())
-
-    def exit_status(self) -> int | None:
-        km = self._km
-        process = getattr(km.provisioner, "process", None) if km is not None else None
-        return None if process is None else process.returncode
-
-    async def interrupt(self) -> None:
-        km = self._km
-        if km is not None:
-            with contextlib.suppress(Exception):
-                await km.interrupt_kernel()
-
-    def send(self, code: str, *, silent: bool) -> str:
-        """Queue code on the kernel's shell channel and return the request's message id."""
-        msg_id: str = self.client.execute(
-            code,
-            silent=silent,
-            store_history=not silent,
-            allow_stdin=False,
-            stop_on_error=False,
-        )
-        return msg_id
-
-    async def reply(self, msg_id: str, timeout: float) -> dict[str, Any] | None:
-        """The shell reply to ``msg_id`` (its content), or None if none comes in ``timeout``."""
-        kc = self._kc
-        if kc is None:
-            return None
-        deadline = time.monotonic() + timeout
-        with contextlib.suppress(Exception):
-            while (left := deadline - time.monotonic()) > 0:
-                msg = await kc.get_shell_msg(timeout=left)
-                if msg.get("parent_header", {}).get("msg_id") == msg_id:
-                    content = msg.get("content")
-                    return content if isinstance(content, dict) else None
-        return None
-
-    async def drain_replies(self) -> None:
-        """Discard shell replies nobody waits for (progress is followed on IOPub)."""
-        kc = self._kc
-        if kc is None:
-            return
-        with contextlib.suppress(Exception):
-            while True:
-                await kc.get_shell_msg(timeout=0)
-
-
 class _Stream:
     """The NDJSON body of one ``/execute`` response."""
 
@@ -596,43 +219,6 @@ class _Stream:
                 await send_chunk(self._send, b"", more=False)
 
 
-async def _next_message(
-    client: Any, disconnected: asyncio.Event | None = None, timeout: float = POLL_INTERVAL
-) -> Any:
-    """The kernel's next IOPub message, or None after ``timeout`` seconds without one.
-
-    If ``disconnected`` is set while waiting (the client went away), the wait ends at once with
-    None, so the execution can be interrupted without delay.
-    """
-    # In a task of its own: closing the channel (a restart or stop elsewhere) cancels the
-    # pending poll, and that must not look like a cancellation of the caller.
-    read = asyncio.ensure_future(client.get_iopub_msg(timeout=timeout))
-    gone = asyncio.ensure_future((disconnected or asyncio.Event()).wait())
-    try:
-        await asyncio.wait({read, gone}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        read.cancel()
-        raise
-    finally:
-        gone.cancel()
-    if not read.done():
-        # The client left. The read is still waiting in the socket's poll, and a read cancelled
-        # there has taken no message: the kernel's next one stays queued for the next call.
-        read.cancel()
-        read.add_done_callback(lambda task: task.cancelled() or task.exception())
-        return None
-    if read.cancelled():
-        await asyncio.sleep(0.05)
-        return None
-    exc = read.exception()
-    if exc is not None:
-        if not isinstance(exc, queue.Empty):
-            # The channel closed under us; the caller's checks say what happened.
-            await asyncio.sleep(0.05)
-        return None
-    return read.result()
-
-
 class Interpreter:
     """E2B's code-interpreter server (``/execute``, ``/contexts``) as an ASGI app.
 
@@ -647,7 +233,7 @@ class Interpreter:
         self._home = home
         self._env = dict(env)
         self._run_dir = run_dir
-        self._contexts: dict[str, _Kernel] = {}
+        self._contexts: dict[str, Kernel] = {}
         # The context ``/execute`` uses for a language when it names no context.
         self._defaults: dict[str, str] = {}
         self._default_locks: dict[str, asyncio.Lock] = {}
@@ -673,9 +259,9 @@ class Interpreter:
                     usable = {
                         k: v
                         for k, v in env.items()
-                        if kernel.language != "bash" or _ENV_NAME.fullmatch(k)
+                        if kernel.language != "bash" or ENV_NAME.fullmatch(k)
                     }
-                    kernel.send(_env_code(kernel.language, usable, push=None), silent=True)
+                    kernel.send(env_code(kernel.language, usable, push=None), silent=True)
 
     async def close(self) -> None:
         """Shut every kernel down."""
@@ -687,61 +273,21 @@ class Interpreter:
     # -- contexts -------------------------------------------------------------------------------
 
     def _deno(self) -> str | None:
-        return _find_deno(self._env.get("PATH"))
+        return find_deno(self._env.get("PATH"))
 
     def _missing(self, language: str) -> str | None:
-        """Why ``language`` cannot run here (a sentence saying what to install), or None."""
-        if language in ("javascript", "typescript") and self._deno() is None:
-            return (
-                f"{_FLAVOURS[language].display} runs on Deno's Jupyter kernel, and no deno"
-                " executable was found: install langchain-e2b's local extra (pip install"
-                " 'langchain-e2b[local]'), which brings the deno package."
-            )
-        if language == "bash" and find_spec("bash_kernel") is None:
-            return (
-                "Bash contexts need the bash_kernel package: install langchain-e2b's local"
-                " extra (pip install 'langchain-e2b[local]')."
-            )
-        return None
+        return missing_requirement(language, self._deno())
 
-    def _write_kernel_spec(self, flavour: _Flavour) -> None:
-        if flavour.kernel_name in self._specs_written:
-            return
-        spec_dir = Path(self._run_dir, "kernels", flavour.kernel_name)
-        spec_dir.mkdir(parents=True, exist_ok=True)
-        spec: dict[str, Any]
-        if flavour.kernel_name == _DENO_KERNEL_NAME:
-            spec = {
-                "argv": [self._deno(), "jupyter", "--kernel", "--conn", "{connection_file}"],
-                "display_name": "Deno",
-                "language": "typescript",
-                # SIGINT ends Deno's kernel; an interrupt request stops the running code.
-                "interrupt_mode": "message",
-            }
-        elif flavour.kernel_name == _BASH_KERNEL_NAME:
-            spec = {
-                "argv": [sys.executable, "-c", _BASH_LAUNCHER, "-f", "{connection_file}"],
-                "display_name": "Bash",
-                "language": "bash",
-                "interrupt_mode": "signal",
-            }
-        else:
-            loader = spec_dir / "startup.py"
-            loader.write_text(_loader_source())
-            spec = {
-                "argv": _kernel_argv(str(loader)),
-                "display_name": "Python 3",
-                "language": "python",
-                "interrupt_mode": "signal",
-                "metadata": {"debugger": False},
-            }
-        (spec_dir / "kernel.json").write_text(json.dumps(spec))
-        self._specs_written.add(flavour.kernel_name)
+    def _write_kernel_spec(self, language: str) -> None:
+        flavour = FLAVOURS[language]
+        if flavour.kernel_name not in self._specs_written:
+            write_kernel_spec(self._run_dir, flavour, self._deno())
+            self._specs_written.add(flavour.kernel_name)
 
-    async def _create(self, language: str, cwd: str) -> _Kernel:
-        flavour = _FLAVOURS[language]
-        self._write_kernel_spec(flavour)
-        kernel = _Kernel(
+    async def _create(self, language: str, cwd: str) -> Kernel:
+        flavour = FLAVOURS[language]
+        self._write_kernel_spec(language)
+        kernel = Kernel(
             context_id=str(uuid.uuid4()),
             language=language,
             cwd=cwd,
@@ -757,7 +303,7 @@ class Interpreter:
             raise
         return kernel
 
-    async def _default(self, language: str) -> _Kernel:
+    async def _default(self, language: str) -> Kernel:
         lock = self._default_locks.setdefault(language, asyncio.Lock())
         async with lock:
             kernel = self._contexts.get(self._defaults.get(language, ""))
@@ -800,9 +346,9 @@ class Interpreter:
             body = await read_json(receive)
             if not isinstance(body, dict):
                 raise ValueError("the request body must be a JSON object")
-            language = _normalize_language(body.get("language"))
+            language = normalize_language(body.get("language"))
             if language not in SUPPORTED_LANGUAGES:
-                raise ValueError(_unsupported_language(language))
+                raise ValueError(unsupported_language(language))
             missing = self._missing(language)
             if missing:
                 raise ValueError(missing)
@@ -814,7 +360,7 @@ class Interpreter:
             kernel = await self._create(language, cwd)
         except Exception as exc:
             logger.exception("starting a kernel failed")
-            await _text(send, 500, _start_failure(language, exc))
+            await _text(send, 500, start_failure(language, exc))
             return
         await send_json(send, 200, kernel.as_json())
 
@@ -864,9 +410,9 @@ class Interpreter:
                 return
             kernel = found
         else:
-            normalized = _normalize_language(language)
+            normalized = normalize_language(language)
             if normalized not in SUPPORTED_LANGUAGES:
-                await _text(send, 400, _unsupported_language(normalized))
+                await _text(send, 400, unsupported_language(normalized))
                 return
             missing = self._missing(normalized)
             if missing:
@@ -876,10 +422,10 @@ class Interpreter:
                 kernel = await self._default(normalized)
             except Exception as exc:
                 logger.exception("starting the default %s kernel failed", normalized)
-                await _text(send, 500, _start_failure(normalized, exc))
+                await _text(send, 500, start_failure(normalized, exc))
                 return
         try:
-            _check_env_names(kernel.language, env_vars)
+            check_env_names(kernel.language, env_vars)
         except ValueError as exc:
             await _text(send, 400, str(exc))
             return
@@ -927,7 +473,7 @@ class Interpreter:
 
     async def _run(
         self,
-        kernel: _Kernel,
+        kernel: Kernel,
         code: str,
         env_vars: dict[str, str],
         stream: _Stream,
@@ -956,19 +502,19 @@ class Interpreter:
             generation = kernel.generation
             await kernel.drain_replies()
             if env_vars:
-                kernel.send(_env_code(kernel.language, env_vars, push=True), silent=True)
+                kernel.send(env_code(kernel.language, env_vars, push=True), silent=True)
             msg_id = kernel.send(code, silent=False)
             try:
                 await self._relay(kernel, generation, msg_id, code, stream, disconnected)
             finally:
                 if env_vars and kernel.generation == generation and not kernel.closed:
                     with contextlib.suppress(Exception):
-                        kernel.send(_env_code(kernel.language, env_vars, push=False), silent=True)
+                        kernel.send(env_code(kernel.language, env_vars, push=False), silent=True)
         finally:
             kernel.lock.release()
 
     @staticmethod
-    def _death_message(kernel: _Kernel, what: str) -> str:
+    def _death_message(kernel: Kernel, what: str) -> str:
         what = f"The {kernel.flavour.display} kernel {what}"
         status = kernel.exit_status()
         detail = ""
@@ -982,7 +528,7 @@ class Interpreter:
             detail = f" (exit status {status})"
         return f"{what}{detail} and was restarted: {_STATE_LOST}."
 
-    async def _recover(self, kernel: _Kernel, generation: int) -> str | None:
+    async def _recover(self, kernel: Kernel, generation: int) -> str | None:
         """Restart a kernel that died (unless someone already did); say why if that fails."""
         if kernel.generation != generation or kernel.closed:
             return None
@@ -995,7 +541,7 @@ class Interpreter:
 
     async def _relay(
         self,
-        kernel: _Kernel,
+        kernel: Kernel,
         generation: int,
         msg_id: str,
         code: str,
@@ -1040,7 +586,7 @@ class Interpreter:
                     await kernel.interrupt()
             # Wake up for the disconnect only until it has happened: after it, the kernel's
             # messages are still read, to see it go idle.
-            msg = await _next_message(client, None if disconnected.is_set() else disconnected)
+            msg = await next_message(client, None if disconnected.is_set() else disconnected)
             if msg is None:
                 if kernel.generation == generation and not await kernel.is_alive():
                     message = self._death_message(kernel, "died during execution")
@@ -1064,12 +610,12 @@ class Interpreter:
                 return
 
     async def _linger(
-        self, kernel: _Kernel, msg_id: str, code: str, stream: _Stream, *, errored: bool
+        self, kernel: Kernel, msg_id: str, code: str, stream: _Stream, *, errored: bool
     ) -> None:
         """Finish a Deno execution: its late output, and the error only its reply tells."""
         reply = await kernel.reply(msg_id, timeout=1.0)
         while True:
-            late = await _next_message(kernel.client, timeout=_LINGER)
+            late = await next_message(kernel.client, timeout=_LINGER)
             if late is None:
                 break
             if late.get("parent_header", {}).get("msg_id") == msg_id:
@@ -1088,7 +634,7 @@ class Interpreter:
             )
         await stream.emit(line)
 
-    async def _forward(self, kernel: _Kernel, msg: Mapping[str, Any], stream: _Stream) -> bool:
+    async def _forward(self, kernel: Kernel, msg: Mapping[str, Any], stream: _Stream) -> bool:
         """Send one kernel message on; True when it ends the execution."""
         kind = msg.get("msg_type")
         content = msg.get("content", {})

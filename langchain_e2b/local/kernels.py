@@ -1,0 +1,516 @@
+"""Kernels of the code interpreter: one Jupyter kernel process per code context.
+
+Python contexts run IPython (``ipykernel``), bash contexts ``bash_kernel``, both over ``ipc://``
+sockets in the agent's private run directory; JavaScript and TypeScript contexts run Deno's
+kernel (``deno jupyter``), which speaks TCP only, on loopback ports. This module knows how each
+language's kernel is found, described (its kernel spec), launched, restarted and stopped, and
+how code that sets environment variables is written in each language. ``interpreter`` serves
+the HTTP API over these kernels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import re
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import zmq
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+
+# E2B's language names, as the SDK's ``RunCodeLanguage`` spells them.
+SUPPORTED_LANGUAGES = ("python", "javascript", "typescript", "bash")
+_ALIASES = {
+    "py": "python",
+    "python3": "python",
+    "js": "javascript",
+    "ts": "typescript",
+    "deno": "typescript",
+    "sh": "bash",
+    "shell": "bash",
+}
+# Languages E2B's code-interpreter template offers that this runtime has no kernel for.
+_NOT_SHIPPED = {
+    "r": "R (E2B's template runs it with IRkernel, which needs an R installation)",
+    "java": "Java (E2B's template runs it with IJava, which needs a JDK)",
+}
+# How often the relay loop looks up from the kernel's output to check the client and the kernel.
+POLL_INTERVAL = 0.5
+KERNEL_READY_TIMEOUT = 120.0
+# Kernel messages read ahead of the HTTP client (each is up to ~0.05 s of a cell's output).
+IOPUB_BACKLOG = 8
+
+_KERNEL_NAME = "langchain-e2b-python"
+_DENO_KERNEL_NAME = "langchain-e2b-deno"
+_BASH_KERNEL_NAME = "langchain-e2b-bash"
+_INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+_STARTUP_MODULE = "_langchain_e2b_kernel"
+_STARTUP_FILE = Path(__file__).with_name("_kernel_startup.py")
+
+
+def _loader_source() -> str:
+    # Loads _kernel_startup.py by path under a private module name, leaving no names behind in
+    # the user's namespace. It runs as an IPython exec_file: unlike exec_lines, those do not run
+    # as a cell, whose end would undo the stream patches install() makes.
+    return (
+        "import importlib.util as _u, sys as _s\n"
+        f"_p = _u.spec_from_file_location({_STARTUP_MODULE!r}, {str(_STARTUP_FILE)!r})\n"
+        "_m = _u.module_from_spec(_p)\n"
+        "_s.modules[_p.name] = _m\n"
+        "_p.loader.exec_module(_m)\n"
+        "_m.install(get_ipython())\n"
+        "del _u, _s, _p, _m\n"
+    )
+
+
+# What ``python -m ipykernel_launcher`` does, except that debugpy is hidden while the kernel
+# starts: ipykernel would otherwise load it (and pydevd, some 100 modules and ~10 MB) into every
+# kernel for a debugger nobody attaches. _kernel_startup.py unhides it for user code.
+_LAUNCHER = (
+    "import sys; sys.path[0] == '' and sys.path.pop(0); sys.modules['debugpy'] = None; "
+    "from ipykernel import kernelapp; kernelapp.launch_new_instance()"
+)
+
+
+# What ``python -m bash_kernel`` does, except that pexpect sends each line of a cell to bash at
+# once: by default it sleeps 50 ms before every line, which made starting the kernel (whose
+# set-up sends a 40-line function) take seconds and a 10-line cell half a second longer.
+_BASH_LAUNCHER = (
+    "import sys; sys.path[0] == '' and sys.path.pop(0)\n"
+    "import pexpect\n"
+    "_init = pexpect.spawn.__init__\n"
+    "def _no_delay(self, *args, **kwargs):\n"
+    "    _init(self, *args, **kwargs)\n"
+    "    self.delaybeforesend = None\n"
+    "pexpect.spawn.__init__ = _no_delay\n"
+    "from ipykernel.kernelapp import IPKernelApp\n"
+    "from bash_kernel.kernel import BashKernel\n"
+    "IPKernelApp.launch_instance(kernel_class=BashKernel)\n"
+)
+
+
+def _kernel_argv(loader: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        _LAUNCHER,
+        "-f",
+        "{connection_file}",
+        # No sqlite history file in the user's home: less I/O and memory per kernel.
+        "--HistoryManager.enabled=False",
+        # Tracebacks are read by people and models, not terminals.
+        "--InteractiveShell.colors=nocolor",
+        f"--IPKernelApp.exec_files={loader}",
+    ]
+
+
+def _lenient_unpack(data: bytes) -> Any:
+    """Decode a kernel message, replacing bytes that are not UTF-8 instead of failing."""
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        return json.loads(bytes(data).decode("utf-8", "replace"))
+
+
+def normalize_language(language: str | None) -> str:
+    """E2B's name for ``language`` (an alias such as ``js`` or ``sh`` too); Python by default."""
+    if not language:
+        return "python"
+    language = language.strip().lower()
+    return _ALIASES.get(language, language)
+
+
+def unsupported_language(language: str) -> str:
+    """What to tell a client that asked for ``language``, which has no kernel here."""
+    supported = ", ".join(SUPPORTED_LANGUAGES)
+    if language in _NOT_SHIPPED:
+        return (
+            f"Language {language!r} is not available in this sandbox: the local runtime has no "
+            f"kernel for {_NOT_SHIPPED[language]}. Supported languages: {supported}."
+        )
+    return f"Language {language!r} is not supported. Supported languages: {supported}."
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """How contexts of one language are started and spoken to."""
+
+    language: str
+    display: str
+    kernel_name: str
+    # Deno's kernel binds TCP ports only; the others use ipc sockets.
+    transport: str = "ipc"
+    # Deno's kernel reports some failures (a syntax error) only in its reply, and may publish a
+    # cell's last output after it says it is idle.
+    linger: bool = False
+
+
+FLAVOURS = {
+    "python": Flavour("python", "Python", _KERNEL_NAME),
+    "javascript": Flavour("javascript", "JavaScript", _DENO_KERNEL_NAME, "tcp", True),
+    "typescript": Flavour("typescript", "TypeScript", _DENO_KERNEL_NAME, "tcp", True),
+    "bash": Flavour("bash", "Bash", _BASH_KERNEL_NAME),
+}
+
+
+def find_deno(path: str | None) -> str | None:
+    """The ``deno`` executable on ``path`` or beside the ``deno`` package, or None."""
+    found = shutil.which("deno", path=path)
+    if found:
+        return found
+    try:
+        from deno import find_deno_bin
+    except ImportError:
+        return None
+    try:
+        return str(find_deno_bin())
+    except (OSError, RuntimeError):
+        return None
+
+
+# Deno's kernel reserves about 1.2 GiB of address space for V8's code (measured with Deno 2.9),
+# which the data-size limit counts though little of it is ever resident.
+_DENO_ADDRESS_SPACE = 3 * 1024**3 // 2
+
+
+def start_failure(language: str, exc: BaseException) -> str:
+    """What to tell a client whose context of ``language`` could not start."""
+    flavour = FLAVOURS[language]
+    message = f"Failed to start the {flavour.display} kernel: {exc}"
+    if flavour.kernel_name == _DENO_KERNEL_NAME:
+        limit, _ = resource.getrlimit(resource.RLIMIT_DATA)
+        if limit != resource.RLIM_INFINITY and limit < _DENO_ADDRESS_SPACE:
+            message += (
+                f". Deno's kernel needs about 1.5 GiB of address space and this sandbox's data"
+                f" size limit (its memory limit) is {limit // 1024**2} MiB: run JavaScript and"
+                " TypeScript in a sandbox whose memory limit is at least 1.5 GiB."
+            )
+    return message
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def env_code(language: str, env: Mapping[str, str], *, push: bool | None) -> str:
+    """Code that sets ``env`` in a kernel of ``language``.
+
+    ``push=True`` remembers the values it replaces and ``push=False`` restores them (``env``
+    then only names the variables); ``push=None`` sets them for good.
+    """
+    if language == "python":
+        if push is None:
+            return f"__import__('os').environ.update({dict(env)!r})"
+        if push:
+            return f"__import__({_STARTUP_MODULE!r}).push_env({dict(env)!r})"
+        return f"__import__({_STARTUP_MODULE!r}).pop_env()"
+    if language == "bash":
+        lines = []
+        for index, (key, value) in enumerate(sorted(env.items())):
+            saved = f"__e2b_env_{index}"
+            if push:
+                lines.append(f'{saved}_set="${{{key}+x}}"; {saved}="${{{key}-}}"')
+            if push is False:
+                lines.append(
+                    f'if [ -n "${saved}_set" ]; then export {key}="${saved}"; '
+                    f"else unset {key}; fi; unset {saved} {saved}_set"
+                )
+            else:
+                lines.append(f"export {key}={shlex.quote(value)}")
+        return "\n".join(lines)
+    # Deno (JavaScript and TypeScript)
+    data = json.dumps(dict(env))
+    if push is None:
+        return f"for (const [k, v] of Object.entries({data})) Deno.env.set(k, v);"
+    if push:
+        return (
+            "(globalThis.__e2bEnv ??= []).push(Object.fromEntries("
+            f"Object.keys({data}).map((k) => [k, Deno.env.get(k)])));"
+            f"for (const [k, v] of Object.entries({data})) Deno.env.set(k, v);"
+        )
+    return (
+        "for (const [k, v] of Object.entries(globalThis.__e2bEnv?.pop() ?? {}))"
+        " v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);"
+    )
+
+
+def check_env_names(language: str, env: Mapping[str, str]) -> None:
+    """Raise ValueError for a name ``env_code`` cannot set in ``language``."""
+    if language == "bash":
+        for key in env:
+            if not ENV_NAME.fullmatch(key):
+                raise ValueError(f"{key!r} is not a valid shell variable name")
+
+
+def missing_requirement(language: str, deno: str | None) -> str | None:
+    """Why ``language`` cannot run here (a sentence saying what to install), or None.
+
+    Args:
+        language: A normalized language name.
+        deno: The deno executable found for the sandbox, or None.
+    """
+    if language in ("javascript", "typescript") and deno is None:
+        return (
+            f"{FLAVOURS[language].display} runs on Deno's Jupyter kernel, and no deno"
+            " executable was found: install langchain-e2b's local extra (pip install"
+            " 'langchain-e2b[local]'), which brings the deno package."
+        )
+    if language == "bash" and find_spec("bash_kernel") is None:
+        return (
+            "Bash contexts need the bash_kernel package: install langchain-e2b's local"
+            " extra (pip install 'langchain-e2b[local]')."
+        )
+    return None
+
+
+def write_kernel_spec(run_dir: str, flavour: Flavour, deno: str | None) -> None:
+    """Write the kernel spec of ``flavour`` under ``run_dir/kernels`` for ``Kernel`` to find."""
+    spec_dir = Path(run_dir, "kernels", flavour.kernel_name)
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec: dict[str, Any]
+    if flavour.kernel_name == _DENO_KERNEL_NAME:
+        spec = {
+            "argv": [deno, "jupyter", "--kernel", "--conn", "{connection_file}"],
+            "display_name": "Deno",
+            "language": "typescript",
+            # SIGINT ends Deno's kernel; an interrupt request stops the running code.
+            "interrupt_mode": "message",
+        }
+    elif flavour.kernel_name == _BASH_KERNEL_NAME:
+        spec = {
+            "argv": [sys.executable, "-c", _BASH_LAUNCHER, "-f", "{connection_file}"],
+            "display_name": "Bash",
+            "language": "bash",
+            "interrupt_mode": "signal",
+        }
+    else:
+        loader = spec_dir / "startup.py"
+        loader.write_text(_loader_source())
+        spec = {
+            "argv": _kernel_argv(str(loader)),
+            "display_name": "Python 3",
+            "language": "python",
+            "interrupt_mode": "signal",
+            "metadata": {"debugger": False},
+        }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+
+
+class Kernel:
+    """One code context: a kernel process and the client that drives it."""
+
+    def __init__(
+        self, *, context_id: str, language: str, cwd: str, run_dir: str, deno: str | None = None
+    ) -> None:
+        self.id = context_id
+        self.language = language
+        self.flavour = FLAVOURS[language]
+        # The deno executable, for Deno contexts (their syntax errors are found with it).
+        self.deno = deno
+        self.cwd = cwd
+        self._run_dir = run_dir
+        # Serialises executions (and their env-var set-up and clean-up) on this context.
+        self.lock = asyncio.Lock()
+        # Serialises start, stop and restart.
+        self._life = asyncio.Lock()
+        # Bumped by every restart and stop, so a running relay can tell its kernel went away.
+        self.generation = 0
+        self.closed = False
+        # A sentence to show at the start of the next execution (state lost while nobody watched).
+        self.notice: str | None = None
+        self._km: AsyncKernelManager | None = None
+        self._kc: Any = None
+        self._launches = 0
+
+    def as_json(self) -> dict[str, str]:
+        """The context as E2B's ``/contexts`` API describes it."""
+        return {"id": self.id, "language": self.language, "cwd": self.cwd}
+
+    @property
+    def client(self) -> Any:
+        """The ``jupyter_client`` client of the running kernel."""
+        if self._kc is None:
+            raise RuntimeError("the kernel is not running")
+        return self._kc
+
+    async def start(self, env: Mapping[str, str]) -> None:
+        """Launch the kernel with environment ``env``; return once it can execute code."""
+        async with self._life:
+            await self._launch(env)
+
+    async def _launch(self, env: Mapping[str, str]) -> None:
+        self._launches += 1
+        stem = os.path.join(self._run_dir, f"{self.id[:8]}-{self._launches}")
+        spec_dir = os.path.join(self._run_dir, "kernels")
+        tcp = self.flavour.transport == "tcp"
+        km = AsyncKernelManager(
+            kernel_name=self.flavour.kernel_name,
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[spec_dir]),
+            transport=self.flavour.transport,
+            ip="127.0.0.1" if tcp else stem,
+            connection_file=f"{stem}.json",
+        )
+        km.shutdown_wait_time = 2.0
+        self._km = km
+        if self.flavour.kernel_name == _DENO_KERNEL_NAME:
+            home = env.get("HOME") or self.cwd
+            kernel_env = {
+                # Deno caches compiled code and modules here; the default is the same place,
+                # made explicit so a jail's read-only system directories are never tried.
+                "DENO_DIR": os.path.join(home, ".cache", "deno"),
+                "DENO_NO_UPDATE_CHECK": "1",
+                "DENO_NO_PROMPT": "1",
+                "NO_COLOR": "1",
+                **env,
+            }
+        else:
+            # Figures display inline, as in Jupyter, even when the sandbox's base environment
+            # picks a headless backend for commands (ipykernel only fills in an unset variable).
+            kernel_env = {**env, "MPLBACKEND": _INLINE_BACKEND}
+        await km.start_kernel(env=kernel_env, cwd=self.cwd, stdout=subprocess.DEVNULL)
+        kc = km.client()
+        kc.session.unpack = _lenient_unpack
+        # Take only a few messages ahead of the HTTP client: output the client has not read yet
+        # waits in the kernel that produced it, not in this process.
+        kc.context.setsockopt(zmq.RCVHWM, IOPUB_BACKLOG)
+        kc.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+        self._kc = kc
+        try:
+            await kc.wait_for_ready(timeout=KERNEL_READY_TIMEOUT)
+        except BaseException:
+            await self._kill()
+            raise
+
+    async def _kill(self) -> None:
+        km, kc = self._km, self._kc
+        self._km = self._kc = None
+        if kc is not None:
+            kc.stop_channels()
+        if km is None:
+            return
+        provisioner = km.provisioner
+        pgid = getattr(provisioner, "pgid", None)
+        if pgid:
+            # The kernel leads its own process group: take its children down with it.
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await km.shutdown_kernel(now=True)
+
+    async def restart(self, env: Mapping[str, str]) -> None:
+        """Kill the kernel and launch a new one (its state is lost), unless it was stopped."""
+        async with self._life:
+            self.generation += 1
+            await self._kill()
+            if not self.closed:
+                await self._launch(env)
+
+    async def stop(self) -> None:
+        """Kill the kernel and its children for good."""
+        async with self._life:
+            self.closed = True
+            self.generation += 1
+            await self._kill()
+
+    async def is_alive(self) -> bool:
+        """Whether the kernel process is running."""
+        km = self._km
+        return km is not None and bool(await km.is_alive())
+
+    def exit_status(self) -> int | None:
+        """The kernel process's exit status (negative: the signal), or None while it runs."""
+        km = self._km
+        process = getattr(km.provisioner, "process", None) if km is not None else None
+        return None if process is None else process.returncode
+
+    async def interrupt(self) -> None:
+        """Interrupt the running code (SIGINT, or an interrupt request for Deno)."""
+        km = self._km
+        if km is not None:
+            with contextlib.suppress(Exception):
+                await km.interrupt_kernel()
+
+    def send(self, code: str, *, silent: bool) -> str:
+        """Queue code on the kernel's shell channel and return the request's message id."""
+        msg_id: str = self.client.execute(
+            code,
+            silent=silent,
+            store_history=not silent,
+            allow_stdin=False,
+            stop_on_error=False,
+        )
+        return msg_id
+
+    async def reply(self, msg_id: str, timeout: float) -> dict[str, Any] | None:
+        """The shell reply to ``msg_id`` (its content), or None if none comes in ``timeout``."""
+        kc = self._kc
+        if kc is None:
+            return None
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(Exception):
+            while (left := deadline - time.monotonic()) > 0:
+                msg = await kc.get_shell_msg(timeout=left)
+                if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    content = msg.get("content")
+                    return content if isinstance(content, dict) else None
+        return None
+
+    async def drain_replies(self) -> None:
+        """Discard shell replies nobody waits for (progress is followed on IOPub)."""
+        kc = self._kc
+        if kc is None:
+            return
+        with contextlib.suppress(Exception):
+            while True:
+                await kc.get_shell_msg(timeout=0)
+
+
+async def next_message(
+    client: Any, disconnected: asyncio.Event | None = None, timeout: float = POLL_INTERVAL
+) -> Any:
+    """The kernel's next IOPub message, or None after ``timeout`` seconds without one.
+
+    If ``disconnected`` is set while waiting (the client went away), the wait ends at once with
+    None, so the execution can be interrupted without delay.
+    """
+    # In a task of its own: closing the channel (a restart or stop elsewhere) cancels the
+    # pending poll, and that must not look like a cancellation of the caller.
+    read = asyncio.ensure_future(client.get_iopub_msg(timeout=timeout))
+    gone = asyncio.ensure_future((disconnected or asyncio.Event()).wait())
+    try:
+        await asyncio.wait({read, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        read.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if not read.done():
+        # The client left. The read is still waiting in the socket's poll, and a read cancelled
+        # there has taken no message: the kernel's next one stays queued for the next call.
+        read.cancel()
+        read.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return None
+    if read.cancelled():
+        await asyncio.sleep(0.05)
+        return None
+    exc = read.exception()
+    if exc is not None:
+        if not isinstance(exc, queue.Empty):
+            # The channel closed under us; the caller's checks say what happened.
+            await asyncio.sleep(0.05)
+        return None
+    return read.result()

@@ -524,7 +524,8 @@ def _response(
     result: CommandResult, output: str, truncated: bool, limit: int, saved: str | None
 ) -> ExecuteResponse:
     if len(output) > limit:
-        output = _format.truncate(output, limit, note=_format.saved_note(saved))
+        note = _format.saved_note(saved, not_kept=result.output_omitted)
+        output = _format.truncate(output, limit, note=note)
         truncated = True
     exit_code = TIMEOUT_EXIT_CODE if result.timed_out else result.exit_code
     return ExecuteResponse(output=output, exit_code=exit_code, truncated=truncated)

@@ -251,3 +251,14 @@ def test_a_tool_using_its_runtime_gets_it(make_session: MakeSession) -> None:
     assert len(seen) == 1
     assert str(seen[0].tool_call_id).startswith("agent_tools-")
     assert str(seen[0].tool_call_id) in str(message.content)
+
+
+def test_parallel_calls_from_async_code_on_the_blocking_path(make_session: MakeSession) -> None:
+    # A blocking host answers the calls one after the other; the cell still gets every result.
+    runtool = E2BCodeInterpreterTool(session=make_session(), code_tools=[lookup])
+    code = (
+        "import asyncio\n"
+        "got = await asyncio.gather(*[agent_tools.aio.lookup(item='x' * i) for i in range(6)])\n"
+        "print([g['price'] for g in got])"
+    )
+    assert str(invoke(runtool, code).content).strip() == str(list(range(6)))

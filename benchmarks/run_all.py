@@ -20,6 +20,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import subprocess
@@ -545,6 +546,44 @@ def bench_output(report: Report, runtime: LocalRuntime, megabytes: int) -> None:
         )
 
 
+# -- tools from code ------------------------------------------------------------------------------
+
+
+def bench_code_tools(report: Report, repeats: int) -> None:
+    """Run benchmarks/bench_code_tools.py (its own runtime, its own process) and keep its lines."""
+    script = Path(__file__).with_name("bench_code_tools.py")
+    if not script.exists():
+        report.notes.append("Tools called from sandbox code: no benchmark script yet.")
+        return
+    print(f"code tools: {script.name} --repeats {repeats}", flush=True)
+    done = subprocess.run(
+        [sys.executable, str(script), "--repeats", str(repeats)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        report.notes.append(f"{script.name} failed: {done.stderr.strip()[-300:]}")
+        return
+    for line in done.stdout.strip().splitlines():
+        name, _, value = line.partition(": ")
+        report.fact("code tools", name, value)
+        overhead = re.search(r"overhead (-?[\d.]+) ms per call", line)
+        if overhead:
+            report.target(
+                Target(
+                    f"tool called from code, {name}: overhead per call",
+                    float(overhead.group(1)),
+                    10,
+                    "ms",
+                )
+            )
+    report.notes.append(
+        "Background jobs: no benchmark script yet (their issue names the measures)."
+    )
+
+
 # -- peers ---------------------------------------------------------------------------------------
 
 
@@ -758,6 +797,7 @@ def _markdown(report: Report, machine: list[tuple[str, str]], meta: dict[str, st
         ("density", "Density"),
         ("load", "Load: 20 concurrent sessions"),
         ("output", "Output: 100 MB of stdout"),
+        ("code tools", "Tools called from sandbox code (benchmarks/bench_code_tools.py)"),
     ]:
         facts = report.facts.get(section)
         if not facts:
@@ -794,6 +834,7 @@ def main() -> int:
         bench_output(report, runtime, 20 if q else 100)
     bench_density(report, 8 if q else 50)
     bench_load_test(report, 5 if q else 50, 2 if q else 20)
+    bench_code_tools(report, 2 if q else 5)
     peers_note(report)
 
     meta = {

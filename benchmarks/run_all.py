@@ -239,6 +239,7 @@ def bench_step(report: Report, runtime: LocalRuntime, rounds: int) -> None:
                 if quickjs is not None and code == "1+1":  # JavaScript has no pandas cell
                     contenders[QUICKJS] = lambda: quickjs.invoke({"messages": [("user", "go")]})
                 _check_step_results(sandbox, tool, code)
+                _check_agent(agent)
                 report.add(f"step: {name}", br.interleaved(contenders, rounds))
     finally:
         session.close()
@@ -261,6 +262,13 @@ def _check_step_results(sandbox: CodeSandbox, tool: E2BCodeInterpreterTool, code
     text = str(tool.invoke({"code": code}))
     if "Error" in text and "Traceback" in text:
         raise RuntimeError(f"the tool failed on the benchmark cell: {text[:500]}")
+
+
+def _check_agent(agent: Any) -> None:
+    messages = agent.invoke({"messages": [("user", "go")]})["messages"]
+    answer = str(messages[2].content) if len(messages) > 2 else ""
+    if not answer or "Traceback" in answer or getattr(messages[2], "status", "") == "error":
+        raise RuntimeError(f"the agent step did not run the cell: {messages!r:.500}")
 
 
 # -- start ---------------------------------------------------------------------------------------

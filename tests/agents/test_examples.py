@@ -13,7 +13,9 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+# Examples that need an optional extra have their own test beside that extra's tests.
+TESTED_ELSEWHERE = {"deep_agent.py": "tests/deepagents/test_example.py"}
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if p.name not in TESTED_ELSEWHERE)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # What each example must print: proof that its code really ran in a sandbox.
@@ -71,6 +73,8 @@ def _run(args: list[str], cwd: Path, connection: dict[str, Any]) -> str:
 
 def test_every_example_is_covered() -> None:
     assert sorted(p.name for p in EXAMPLES) == sorted(EXPECTED)
+    for test in TESTED_ELSEWHERE.values():
+        assert (ROOT / test).is_file()
 
 
 @pytest.mark.slow

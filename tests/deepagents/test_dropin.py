@@ -48,3 +48,27 @@ async def test_wraps_an_async_sdk_sandbox_as_its_readme_shows(
         )
     finally:
         await e2b_sandbox.kill()
+
+
+def test_the_other_packages_module_paths_import(e2b_connection: dict[str, Any]) -> None:
+    # Its README imports from langchain_e2b.sandbox, and deepagents-code users from .provider,
+    # whose provider takes a settings resolver.
+    from langchain_e2b.provider import E2BProvider
+    from langchain_e2b.sandbox import DEFAULT_WORKDIR
+    from langchain_e2b.sandbox import E2BSandbox as FromSandboxModule
+
+    assert FromSandboxModule is E2BSandbox
+    assert DEFAULT_WORKDIR == "/home/user"
+    settings = {
+        "E2B_API_KEY": e2b_connection["api_key"],
+        "E2B_SANDBOX_TIMEOUT": "120",
+    }
+    provider = E2BProvider(
+        resolve_env_var=settings.get,
+        **{k: v for k, v in e2b_connection.items() if k != "api_key"},
+    )
+    backend = provider.get_or_create()
+    try:
+        assert backend.execute("echo from-provider").output == "from-provider\n"
+    finally:
+        provider.delete(sandbox_id=backend.id)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from langchain_e2b.deepagents import E2BProvider, SandboxNotFoundError
+from langchain_e2b.provider import E2BProvider, SandboxNotFoundError
 
 # deepagents_code.integrations.sandbox_registry.ENTRY_POINT_GROUP
 ENTRY_POINT_GROUP = "deepagents_code.sandbox_providers"

@@ -1,4 +1,4 @@
-"""Small helpers shared by the gateway and the in-jail agent (time stamps, sandbox paths)."""
+"""Small helpers shared by the gateway and the in-jail agent (time stamps, sandbox paths, deno)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,15 @@ def resolve_cwd(home: str, cwd: Any) -> str:
     if not os.path.isdir(path):
         raise ValueError(f"cwd '{path}' is not an existing directory")
     return path
+
+
+def deno_package_binary() -> str | None:
+    """The ``deno`` executable that the ``deno`` package installs, or None without one."""
+    try:
+        from deno import find_deno_bin
+    except ImportError:
+        return None
+    try:
+        return str(find_deno_bin())
+    except (OSError, RuntimeError):
+        return None

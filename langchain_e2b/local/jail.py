@@ -2,34 +2,33 @@
 
 Threat model. Code in a sandbox is untrusted (an LLM wrote it). Each jail gets new user, mount,
 PID, IPC, UTS, cgroup and (unless internet access is allowed) network namespaces. Inside, the
-sandbox runs as ``user`` (uid 1000) with home ``/home/user``; on the host, when the runtime runs
-as root, each sandbox gets a host uid of its own, reserved across every runtime on the host and
-never an account's (``reservations``), so host files that only root may read stay unreadable and
-per-uid limits (number of processes) are per sandbox. Each sandbox's processes together live in
-cgroups of its own (``cgroups``), joined before bubblewrap starts: one memory ceiling that counts
-shared memory and tmpfs files, a CPU share and a process count; where no cgroup is usable the
-per-process rlimits below are what is left, and the runtime says so at start. The jail sees
-the host's system directories (``/usr``, ``/etc``) read-only and nothing else: no host home, no
-``/root``, no host ``/tmp``, no runtime data directory, no other sandbox. It sees them as
-read-only overlays of its own rather than bind mounts, so their files have inodes of the jail's
-own and a lock taken on one (``flock``, ``fcntl``) is seen neither by the host nor by other
-sandboxes. Its root filesystem is a tmpfs of the sandbox's disk size that vanishes with the jail:
-writable as on E2B (``/home/user``, ``/tmp``, ``/root``, ``/opt/...``, new top-level
-directories), one budget for all of them, while the system directories mounted over it stay
-read-only. ``/run`` and ``/dev/shm`` are small tmpfs mounts of their own. ``sudo`` is a shim that
-runs the command as the same user: a jail has no privilege to give. No process in the jail holds
-a descriptor of a host file: the agent's output
-reaches the runtime through a pipe that the runtime drains into a bounded tail
+sandbox runs as ``user`` (uid 1000) with home ``/home/user``; on the host, when the runtime runs as
+root, each sandbox gets a host uid of its own, reserved across every runtime on the host and never
+an account's (``reservations``), so host files that only root may read stay unreadable and per-uid
+limits (number of processes) are per sandbox. Each sandbox's processes together live in cgroups of
+its own (``cgroups``), joined before bubblewrap starts: one memory ceiling that counts shared
+memory and tmpfs files, a CPU share and a process count; where no cgroup is usable the per-process
+rlimits below are what is left, and the runtime says so at start. The jail sees the host's system
+directories (``/usr``, ``/etc``) read-only and nothing else: no host home, no ``/root``, no host
+``/tmp``, no runtime data directory, no other sandbox. It sees them as read-only overlays of its
+own rather than bind mounts, so their files have inodes of the jail's own and a lock taken on one
+(``flock``, ``fcntl``) is seen neither by the host nor by other sandboxes. Its root filesystem is a
+tmpfs of the sandbox's disk size that vanishes with the jail: writable as on E2B (``/home/user``,
+``/tmp``, ``/root``, ``/opt/...``, new top-level directories), one budget for all of them, while
+the system directories mounted over it stay read-only. ``/run`` and ``/dev/shm`` are small tmpfs
+mounts of their own. ``sudo`` is a shim that runs the command as the same user (``layout``): a jail
+has no privilege to give. No process in the jail holds a descriptor of a host file: the agent's
+output reaches the runtime through a pipe that the runtime drains into a bounded tail
 (``AgentOutput``), since ``fallocate`` grows a file past every size limit. Every process in the
 jail runs under a seccomp filter (``seccomp``) that denies ``AF_VSOCK`` sockets, ``bpf``,
-``userfaultfd``, ``perf_event_open``, ``io_uring``, keyrings, mounts, namespaces, kernel
-modules, reboot and the like. When the runtime runs as root, the jail has its own devpts instance
-with at most ``Limits.ptys`` PTYs, so it cannot take the host's pool from other sandboxes. The
-agent makes itself non-dumpable: sandbox code, which runs as the same uid, can neither ptrace it
-nor read its ``/proc`` entries nor take its listening socket with ``pidfd_getfd``. Without
-network, the jail has only its own loopback, so it cannot reach the host's loopback (or this
-server). The gateway reaches the agent through a unix socket that is created on the host and
-handed to the agent as an open descriptor, so no host directory is mounted for it.
+``userfaultfd``, ``perf_event_open``, ``io_uring``, keyrings, mounts, namespaces, kernel modules,
+reboot and the like. When the runtime runs as root, the jail has its own devpts instance with at
+most ``Limits.ptys`` PTYs, so it cannot take the host's pool from other sandboxes. The agent makes
+itself non-dumpable: sandbox code, which runs as the same uid, can neither ptrace it nor read its
+``/proc`` entries nor take its listening socket with ``pidfd_getfd``. Without network, the jail has
+only its own loopback, so it cannot reach the host's loopback (or this server). The gateway reaches
+the agent through a unix socket that is created on the host and handed to the agent as an open
+descriptor, so no host directory is mounted for it.
 """
 
 from __future__ import annotations
@@ -46,21 +45,23 @@ import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-import langchain_e2b
 from langchain_e2b.local import seccomp
 
-log = logging.getLogger("langchain_e2b.local")
+# The jail's contents come from ``layout``; the names callers build a jail with are here too.
+from langchain_e2b.local.layout import JAIL_HOME as JAIL_HOME
+from langchain_e2b.local.layout import JAIL_LIB as JAIL_LIB
+from langchain_e2b.local.layout import JAIL_UID as JAIL_UID
+from langchain_e2b.local.layout import JAIL_USER as JAIL_USER
+from langchain_e2b.local.layout import PACKAGE_DIR as PACKAGE_DIR
+from langchain_e2b.local.layout import PythonLayout as PythonLayout
+from langchain_e2b.local.layout import prepare_python as prepare_python
+from langchain_e2b.local.layout import user_env as user_env
+from langchain_e2b.local.layout import write_identity_files as write_identity_files
 
-JAIL_HOME = "/home/user"
-JAIL_USER = "user"
-JAIL_UID = 1000
-JAIL_PYTHON_HOME = "/opt/e2b/python"
-JAIL_VENV = "/opt/e2b/venv"
-JAIL_LIB = "/opt/e2b/lib"
+log = logging.getLogger("langchain_e2b.local")
 
 
 class IsolationUnavailableError(RuntimeError):
@@ -92,9 +93,6 @@ class Limits:
     open_files: int = 4096
     cpus: float = 2.0
     ptys: int = 64
-
-
-PACKAGE_DIR = os.path.dirname(os.path.realpath(langchain_e2b.__file__))
 
 
 # Starts the agent without running the package's __init__ modules: they import LangChain, the
@@ -175,256 +173,6 @@ def userns_lockdown(bwrap: str) -> tuple[str, ...]:
     except (OSError, subprocess.TimeoutExpired):
         return ()
     return options if done.returncode == 0 else ()
-
-
-@dataclass(frozen=True)
-class PythonLayout:
-    """Where the host's Python appears inside jails."""
-
-    binds: tuple[tuple[str, str], ...]
-    python: str
-    env: dict[str, str]
-
-
-def _under_usr(path: str) -> bool:
-    return path == "/usr" or path.startswith("/usr/")
-
-
-def _deno_executable() -> str | None:
-    try:
-        from deno import find_deno_bin
-    except ImportError:
-        return None
-    try:
-        return str(os.path.realpath(find_deno_bin()))
-    except (OSError, RuntimeError):
-        return None
-
-
-# ``sudo`` inside a jail. E2B gives the sandbox user passwordless sudo, and code written for E2B
-# uses it (``sudo pip install ...``). A jail has no privilege to give: the command runs as the
-# same user, with no new privilege, so it works wherever the user alone may do what it does.
-# It understands sudo's common options, and says plainly when one cannot be honoured.
-_SUDO = """#!{python} -IS
-import os, shlex, sys
-
-NAME = "sudo (langchain-e2b sandbox)"
-SELF = {user!r}
-# Options that take a value, short and long.
-VALUED = set("ugpCDhrtTRU")
-LONG_VALUED = {{"--user", "--group", "--prompt", "--close-from", "--chdir", "--host", "--role",
-               "--type", "--other-user", "--chroot", "--command-timeout"}}
-NOTE = (" (in this sandbox sudo runs commands as '" + SELF + "' itself, with no new privilege)")
-
-
-def die(message, status=1):
-    sys.stderr.write("sudo: " + message + "\\n")
-    sys.exit(status)
-
-
-args = sys.argv[1:]
-login = shell = False
-user = chdir = None
-while args and args[0].startswith("-") and args[0] != "-":
-    arg = args.pop(0)
-    if arg == "--":
-        break
-    if arg.startswith("--"):
-        name, eq, value = arg.partition("=")
-        if name in LONG_VALUED and not eq:
-            if not args:
-                die("option '" + name + "' requires an argument")
-            value = args.pop(0)
-        if name == "--user":
-            user = value
-        elif name == "--chdir":
-            chdir = value
-        elif name == "--login":
-            login = True
-        elif name == "--shell":
-            shell = True
-        elif name in ("--validate", "--remove-timestamp"):
-            sys.exit(0)
-        elif name == "--list":
-            print("User " + SELF + " may run the following commands: (ALL) NOPASSWD: ALL" + NOTE)
-            sys.exit(0)
-        elif name == "--version":
-            print(NAME)
-            sys.exit(0)
-        elif name == "--help":
-            print("usage: sudo [-EHiknsS] [-u user] [-D directory] [VAR=value] [command [args]]"
-                  + NOTE)
-            sys.exit(0)
-        continue
-    for index, flag in enumerate(arg[1:], start=1):
-        if flag in VALUED and not (flag == "h" and arg == "-h" and not args):
-            value = arg[index + 1:]
-            if not value:
-                if not args:
-                    die("option requires an argument -- '" + flag + "'")
-                value = args.pop(0)
-            if flag == "u":
-                user = value
-            elif flag == "D":
-                chdir = value
-            break
-        if flag == "i":
-            login = True
-        elif flag == "s":
-            shell = True
-        elif flag in "vK":
-            sys.exit(0)
-        elif flag == "l":
-            print("User " + SELF + " may run the following commands: (ALL) NOPASSWD: ALL" + NOTE)
-            sys.exit(0)
-        elif flag == "V":
-            print(NAME)
-            sys.exit(0)
-        elif flag == "h":
-            print("usage: sudo [-EHiknsS] [-u user] [-D directory] [VAR=value] [command [args]]"
-                  + NOTE)
-            sys.exit(0)
-        elif flag not in "EHnSAbPBk":
-            die("invalid option -- '" + flag + "'")
-
-if user is not None and user not in ("root", "#0", "0", SELF, "#1000", "1000"):
-    die("cannot run as '" + user + "'" + NOTE)
-while args and "=" in args[0] and args[0].split("=", 1)[0].isidentifier():
-    key, value = args.pop(0).split("=", 1)
-    os.environ[key] = value
-os.environ.update(SUDO_USER=SELF, SUDO_UID=str(os.getuid()), SUDO_GID=str(os.getgid()))
-os.environ["SUDO_COMMAND"] = shlex.join(args)
-if chdir is not None:
-    try:
-        os.chdir(chdir)
-    except OSError as exc:
-        die("unable to change directory to " + chdir + ": " + exc.strerror)
-if login:
-    command = ["/bin/bash", "-l"] + (["-c", shlex.join(args)] if args else [])
-elif shell:
-    command = [os.environ.get("SHELL") or "/bin/sh"] + (["-c", " ".join(args)] if args else [])
-elif args:
-    command = args
-else:
-    die("usage: sudo [-EHiknsS] [-u user] [-D directory] [VAR=value] [command [args]]" + NOTE)
-try:
-    os.execvp(command[0], command)
-except OSError:
-    die(command[0] + ": command not found")
-"""
-
-
-def prepare_python(run_dir: Path) -> PythonLayout:
-    """Map the runtime's own Python (stdlib, site-packages, this package) into jails.
-
-    The interpreter that runs the runtime is the one sandboxes get, with its installed packages
-    (ipykernel, numpy, pandas, matplotlib, ...). Paths outside ``/usr`` are bound at fixed
-    neutral locations so no host directory name (such as ``/root/...``) shows inside. Inside, it
-    is a plain interpreter with the runtime's site-packages on ``PYTHONPATH`` rather than a
-    virtual environment, so ``pip install`` works and lands in ``~/.local`` (user site), which
-    the kernel and every later process see.
-    """
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    binds: list[tuple[str, str]] = []
-    env: dict[str, str] = {"PIP_BREAK_SYSTEM_PACKAGES": "1"}
-    base = os.path.realpath(sys.base_prefix)
-    if _under_usr(base):
-        base_python = os.path.join(base, "bin", version)
-    else:
-        binds.append((base, JAIL_PYTHON_HOME))
-        base_python = f"{JAIL_PYTHON_HOME}/bin/{version}"
-        libdir = sysconfig.get_config_var("LIBDIR") or ""
-        if libdir and os.path.realpath(libdir).startswith(base):
-            env["LD_LIBRARY_PATH"] = JAIL_PYTHON_HOME + os.path.realpath(libdir)[len(base) :]
-
-    venv_dir = run_dir / "venv"
-    bindir = venv_dir / "bin"
-    bindir.mkdir(parents=True, exist_ok=True)
-    for name in ("python", "python3", version):
-        link = bindir / name
-        if not link.is_symlink():
-            link.symlink_to(base_python)
-    for name, module in (("pip", "pip"), ("pip3", "pip"), ("jupyter", "jupyter")):
-        script = bindir / name
-        script.write_text(f'#!/bin/sh\nexec {JAIL_VENV}/bin/python -m {module} "$@"\n')
-        script.chmod(0o755)
-    sudo = bindir / "sudo"
-    sudo.write_text(_SUDO.format(python=f"{JAIL_VENV}/bin/python", user=JAIL_USER))
-    sudo.chmod(0o755)
-    binds.append((str(venv_dir), JAIL_VENV))
-    # JavaScript and TypeScript contexts run Deno's Jupyter kernel: one executable that the deno
-    # package installs beside this Python's scripts. It goes where the kernels' PATH looks.
-    deno = _deno_executable()
-    if deno:
-        (bindir / "deno").touch()
-        binds.append((deno, f"{JAIL_VENV}/bin/deno"))
-
-    if sys.prefix != sys.base_prefix:
-        site_target = f"{JAIL_VENV}/lib/{version}/site-packages"
-        (venv_dir / "lib" / version / "site-packages").mkdir(parents=True, exist_ok=True)
-        binds.append((os.path.realpath(sysconfig.get_paths()["purelib"]), site_target))
-        env["PYTHONPATH"] = site_target
-    binds.append((PACKAGE_DIR, f"{JAIL_LIB}/langchain_e2b"))
-    return PythonLayout(binds=tuple(binds), python=f"{JAIL_VENV}/bin/python", env=env)
-
-
-def write_identity_files(run_dir: Path) -> tuple[Path, ...]:
-    """Write the jail's /etc/passwd, /etc/group and /etc/profile; return their paths.
-
-    They sit together in one directory, laid over the host's ``/etc`` (see ``stage_binds``).
-
-    uid 1000 is named ``user``. The host's /etc/profile would reset PATH in login shells (the
-    SDK runs commands with ``bash -l``), hiding the sandbox's Python; ours keeps PATH.
-    """
-    etc = run_dir / "etc"
-    etc.mkdir(exist_ok=True)
-    passwd = etc / "passwd"
-    group = etc / "group"
-    profile = etc / "profile"
-    passwd.write_text(
-        "root:x:0:0:root:/root:/bin/bash\n"
-        f"{JAIL_USER}:x:{JAIL_UID}:{JAIL_UID}::{JAIL_HOME}:/bin/bash\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-    )
-    group.write_text(f"root:x:0:\n{JAIL_USER}:x:{JAIL_UID}:\nnogroup:x:65534:\n")
-    profile.write_text(
-        "# Login shells of a langchain-e2b sandbox: PATH comes from the sandbox's environment.\n"
-        "if [ -d /etc/profile.d ]; then\n"
-        '  for i in /etc/profile.d/*.sh; do [ -r "$i" ] && . "$i"; done\n'
-        "  unset i\n"
-        "fi\n"
-        'if [ -n "$BASH_VERSION" ] && [ -n "$PS1" ] && [ -f /etc/bash.bashrc ]; then\n'
-        "  . /etc/bash.bashrc\n"
-        "fi\n"
-    )
-    return passwd, group, profile
-
-
-def user_env(layout: PythonLayout, home: str = JAIL_HOME) -> dict[str, str]:
-    """The base environment of every process in a sandbox: nothing from the host's."""
-    # npm's global prefix is the system's (read-only) unless told otherwise: ``npm install -g``
-    # goes to the user's own prefix, as npm's documentation advises, and its commands are on PATH.
-    npm_prefix = f"{home}/.npm-global"
-    env = {
-        "PATH": (
-            f"{JAIL_VENV}/bin:{npm_prefix}/bin:"
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        ),
-        "NPM_CONFIG_PREFIX": npm_prefix,
-        "HOME": home,
-        "USER": JAIL_USER,
-        "LOGNAME": JAIL_USER,
-        "SHELL": "/bin/bash",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "TERM": "xterm",
-        "MPLBACKEND": "Agg",
-        "PYTHONUNBUFFERED": "1",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-    }
-    env.update(layout.env)
-    return env
 
 
 _TOP_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")

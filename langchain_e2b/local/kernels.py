@@ -33,6 +33,8 @@ import zmq
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
+from langchain_e2b.local._common import deno_package_binary
+
 # E2B's language names, as the SDK's ``RunCodeLanguage`` spells them.
 SUPPORTED_LANGUAGES = ("python", "javascript", "typescript", "bash")
 _ALIASES = {
@@ -170,17 +172,7 @@ FLAVOURS = {
 
 def find_deno(path: str | None) -> str | None:
     """The ``deno`` executable on ``path`` or beside the ``deno`` package, or None."""
-    found = shutil.which("deno", path=path)
-    if found:
-        return found
-    try:
-        from deno import find_deno_bin
-    except ImportError:
-        return None
-    try:
-        return str(find_deno_bin())
-    except (OSError, RuntimeError):
-        return None
+    return shutil.which("deno", path=path) or deno_package_binary()
 
 
 # Deno's kernel reserves about 1.2 GiB of address space for V8's code (measured with Deno 2.9),

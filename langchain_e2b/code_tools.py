@@ -33,7 +33,9 @@ import keyword
 import logging
 import re
 import secrets
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -265,6 +267,23 @@ del _lce2b_setup
 """
 
 
+_LOCKS: weakref.WeakKeyDictionary[E2BSandboxSession, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(session: E2BSandboxSession) -> threading.Lock:
+    """The lock held around a session's setup cell and code cell.
+
+    Two runs interleaved would each find the other's secret in the kernel (both setups run
+    first, then both cells), and both would wait for answers that never come.
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(session)
+        if lock is None:
+            lock = _LOCKS[session] = threading.Lock()
+        return lock
+
+
 class CodeTools:
     """The tools callable from sandbox code, and the caps on what one execution may do with them.
 
@@ -357,17 +376,23 @@ class CodeTools:
         exchange = self.exchange(
             session, timeout=timeout, forward=forward, config=config, runtime=runtime
         )
-        exchange.sandbox = session.ensure_sandbox()
+        lock = _lock_for(session)
+        locked = lock.acquire(timeout=max(exchange.deadline - time.monotonic(), 0.001))
         try:
-            exchange.sandbox.run_code(exchange.setup_code(), timeout=SETUP_TIMEOUT)
-        except Exception:  # the run below meets the same failure and reports it to the model
-            logger.warning("could not set up agent_tools in the sandbox", exc_info=True)
-        try:
-            result = session.run_code(
-                code, language=language, timeout=timeout, on_output=exchange.on_output
-            )
+            exchange.sandbox = session.ensure_sandbox()
+            try:
+                exchange.sandbox.run_code(exchange.setup_code(), timeout=SETUP_TIMEOUT)
+            except Exception:  # the run below meets the same failure and reports it
+                logger.warning("could not set up agent_tools in the sandbox", exc_info=True)
+            try:
+                result = session.run_code(
+                    code, language=language, timeout=timeout, on_output=exchange.on_output
+                )
+            finally:
+                exchange.close()
         finally:
-            exchange.close()
+            if locked:
+                lock.release()
         return exchange.clean(result)
 
     async def arun(
@@ -385,17 +410,27 @@ class CodeTools:
         exchange = self.exchange(
             session, timeout=timeout, forward=forward, config=config, runtime=runtime
         )
-        exchange.sandbox = await session.aensure_sandbox()
+        lock = _lock_for(session)
+        # Polled, not awaited in a thread: a cancelled waiter must never end up holding it.
+        locked = lock.acquire(blocking=False)
+        while not locked and time.monotonic() < exchange.deadline:
+            await asyncio.sleep(0.005)
+            locked = lock.acquire(blocking=False)
         try:
-            await exchange.sandbox.run_code(exchange.setup_code(), timeout=SETUP_TIMEOUT)
-        except Exception:  # the run below meets the same failure and reports it to the model
-            logger.warning("could not set up agent_tools in the sandbox", exc_info=True)
-        try:
-            result = await session.arun_code(
-                code, language=language, timeout=timeout, on_output=exchange.aon_output
-            )
+            exchange.sandbox = await session.aensure_sandbox()
+            try:
+                await exchange.sandbox.run_code(exchange.setup_code(), timeout=SETUP_TIMEOUT)
+            except Exception:  # the run below meets the same failure and reports it
+                logger.warning("could not set up agent_tools in the sandbox", exc_info=True)
+            try:
+                result = await session.arun_code(
+                    code, language=language, timeout=timeout, on_output=exchange.aon_output
+                )
+            finally:
+                await exchange.aclose()
         finally:
-            await exchange.aclose()
+            if locked:
+                lock.release()
         return exchange.clean(result)
 
 

@@ -262,3 +262,11 @@ def test_parallel_calls_from_async_code_on_the_blocking_path(make_session: MakeS
         "print([g['price'] for g in got])"
     )
     assert str(invoke(runtool, code).content).strip() == str(list(range(6)))
+
+
+async def test_two_cells_at_once_on_one_session_both_get_answers(make_session: MakeSession) -> None:
+    runtool = E2BCodeInterpreterTool(session=make_session(), code_tools=[lookup])
+    code = "print(sum(agent_tools.lookup(item='ab')['price'] for _ in range(5)))"
+    first, second = await asyncio.gather(ainvoke(runtool, code), ainvoke(runtool, code))
+    assert str(first.content).strip() == "10", first.content
+    assert str(second.content).strip() == "10", second.content

@@ -124,7 +124,7 @@ def _add_local(commands: Any) -> None:
         ("--memory", parse_size, "memory of all its processes together, e.g. 512M (default 2G)"),
         ("--cpus", float, "CPU share in cores, e.g. 0.5 (default 2)"),
         ("--processes", int, "processes and threads (default 512)"),
-        ("--disk", parse_size, "size of each writable area (/home/user, /tmp) (default 1G)"),
+        ("--disk", parse_size, "size of the sandbox's writable files, all paths (default 1G)"),
     ):
         limits.add_argument(flag, type=_argument(parse, flag[2:]), default=None, help=text)
     serve.add_argument(

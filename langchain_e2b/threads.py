@@ -12,8 +12,8 @@ their ids are recorded in a store.
 
 Idle policy: kill. A thread's sandbox gets an E2B timeout of ``idle_timeout`` seconds that every
 call pushes forward, so the backend itself kills the sandbox of a thread that has been idle that
-long, even if this process has died. (The local runtime cannot pause sandboxes, so pausing is not
-offered.) The next call in that thread creates a new sandbox and says so.
+long, even if this process has died. The next call in that thread creates a new sandbox and
+says so.
 """
 
 from __future__ import annotations

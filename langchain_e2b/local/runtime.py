@@ -285,7 +285,7 @@ def _describe_limits(limits: Limits, allow_internet: bool) -> str:
 
     return (
         f"Per-sandbox limits: memory {size(limits.memory_bytes)}, {limits.cpus:g} CPUs, "
-        f"{limits.processes} processes, disk {size(limits.disk_bytes)} per writable area; "
+        f"{limits.processes} processes, disk {size(limits.disk_bytes)}; "
         f"internet {'allowed' if allow_internet else 'off'}."
     )
 

@@ -118,8 +118,8 @@ def test_serve_takes_limits_and_the_key_from_a_file_or_the_environment(tmp_path:
     try:
         lines = _announcement(proc)
         assert (
-            "Per-sandbox limits: memory 512 MiB, 1 CPUs, 100 processes, disk 256 MiB per "
-            "writable area; internet off.\n"
+            "Per-sandbox limits: memory 512 MiB, 1 CPUs, 100 processes, disk 256 MiB; "
+            "internet off.\n"
         ) in lines
         exports = dict(
             line.removeprefix("export ").strip().split("=", 1)

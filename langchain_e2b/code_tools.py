@@ -167,28 +167,32 @@ def _answer(path):
     return _json.loads(data[: -len(_END)])
 
 
+def _pause(started):
+    # Fast tools answer within tens of milliseconds: look often then, seldom for slow ones.
+    waited = _time.monotonic() - started
+    return 0.0005 if waited < 0.1 else 0.005 if waited < 2 else 0.02
+
+
 def _call(name, args, kwargs):
     __tracebackhide__ = True
     path = _send(name, args, kwargs)
-    delay = 0.0002
+    started = _time.monotonic()
     while True:
         reply = _answer(path)
         if reply is not None:
             return reply
-        _time.sleep(delay)
-        delay = min(delay * 2, 0.004)
+        _time.sleep(_pause(started))
 
 
 async def _acall(name, args, kwargs):
     __tracebackhide__ = True
     path = _send(name, args, kwargs)
-    delay = 0.0002
+    started = _time.monotonic()
     while True:
         reply = _answer(path)
         if reply is not None:
             return reply
-        await _asyncio.sleep(delay)
-        delay = min(delay * 2, 0.004)
+        await _asyncio.sleep(_pause(started))
 
 
 def _signature(spec):

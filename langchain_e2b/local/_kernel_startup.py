@@ -153,6 +153,12 @@ def figure_chart(figure: Any) -> dict[str, Any] | None:
     return chart or None
 
 
+def _is_loaded_instance(obj: Any, module: str, name: str) -> bool:
+    """Whether ``obj`` is a ``module.name``, without importing ``module`` if nobody has."""
+    kind = getattr(sys.modules.get(module), name, None)
+    return isinstance(kind, type) and isinstance(obj, kind)
+
+
 class DataFormatter(BaseFormatter):
     """``e2b/data``: the columns of a pandas DataFrame."""
 
@@ -161,9 +167,7 @@ class DataFormatter(BaseFormatter):
     _return_type = (dict, str)
 
     def __call__(self, obj: Any) -> Any:
-        pandas = sys.modules.get("pandas")
-        frame_type = getattr(pandas, "DataFrame", None) if pandas is not None else None
-        if frame_type is not None and isinstance(obj, frame_type):
+        if _is_loaded_instance(obj, "pandas", "DataFrame"):
             return dataframe_data(obj)
         return super().__call__(obj)
 
@@ -176,9 +180,7 @@ class ChartFormatter(BaseFormatter):
     _return_type = (dict, str)
 
     def __call__(self, obj: Any) -> Any:
-        figure_module = sys.modules.get("matplotlib.figure")
-        figure_type = getattr(figure_module, "Figure", None) if figure_module else None
-        if figure_type is not None and isinstance(obj, figure_type):
+        if _is_loaded_instance(obj, "matplotlib.figure", "Figure"):
             return figure_chart(obj)
         return super().__call__(obj)
 

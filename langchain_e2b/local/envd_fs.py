@@ -14,7 +14,7 @@ import pwd
 import shutil
 import stat
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from langchain_e2b.local import _connect as rpc
@@ -142,20 +142,19 @@ class Filesystem:
         return info
 
     def _owner(self, uid: int) -> str:
-        if uid == os.getuid():
-            return self.user
-        try:
-            return pwd.getpwuid(uid).pw_name
-        except KeyError:
-            return str(uid)
+        return self._id_name(uid, os.getuid(), lambda n: pwd.getpwuid(n).pw_name)
 
     def _group(self, gid: int) -> str:
-        if gid == os.getgid():
+        return self._id_name(gid, os.getgid(), lambda n: grp.getgrgid(n).gr_name)
+
+    def _id_name(self, number: int, own: int, lookup: Callable[[int], str]) -> str:
+        """The name of a uid or gid: the sandbox user's own, its account's, or the number."""
+        if number == own:
             return self.user
         try:
-            return grp.getgrgid(gid).gr_name
+            return lookup(number)
         except KeyError:
-            return str(gid)
+            return str(number)
 
     def _stat_path(self, request: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         path = self.resolve(field(request, "path", ""))

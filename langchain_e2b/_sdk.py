@@ -246,7 +246,8 @@ def language_error(language: str | None) -> Fixable | None:
             else E2BSandboxError(f"Could not run code: {exc}")
         )
     return lambda exc: E2BInvalidArgumentError(
-        f"Could not run code as {language!r}: {exc}. Omit `language` to run Python."
+        f"Could not run code as {language!r}: {str(exc).rstrip('.')}. Omit `language` to run "
+        "Python."
     )
 
 

@@ -17,6 +17,7 @@ from langchain_core.tools import tool
 
 from langchain_e2b import E2BCodeInterpreterTool, E2BSandboxSession
 from langchain_e2b.code_tools import CodeTools
+from langchain_e2b.tools import RunCodeInput
 
 MakeSession = Callable[..., E2BSandboxSession]
 
@@ -270,3 +271,17 @@ async def test_two_cells_at_once_on_one_session_both_get_answers(make_session: M
     first, second = await asyncio.gather(ainvoke(runtool, code), ainvoke(runtool, code))
     assert str(first.content).strip() == "10", first.content
     assert str(second.content).strip() == "10", second.content
+
+
+def test_an_unknown_language_reads_as_one_sentence_per_point(make_session: MakeSession) -> None:
+    runtool = E2BCodeInterpreterTool(session=make_session())
+    assert "bash" in str(RunCodeInput.model_fields["language"].description)
+    call = {
+        "type": "tool_call",
+        "id": "c1",
+        "name": "run_code",
+        "args": {"code": "1", "language": "cobol"},
+    }
+    text = str(runtool.invoke(call).content)
+    assert "Omit `language` to run Python." in text, text
+    assert ".." not in text, text

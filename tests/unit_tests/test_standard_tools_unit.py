@@ -11,6 +11,9 @@ from langchain_e2b import (
     E2BCodeInterpreterTool,
     E2BEditFileTool,
     E2BInstallPackagesTool,
+    E2BJobOutputTool,
+    E2BJobStatusTool,
+    E2BJobStopTool,
     E2BListFilesTool,
     E2BReadFileTool,
     E2BSandboxSession,
@@ -80,3 +83,46 @@ class TestInstallPackagesToolUnit(_Base):
     @property
     def tool_constructor(self) -> type[BaseTool]:
         return E2BInstallPackagesTool
+
+
+class TestJobStatusToolUnit(_Base):
+    tool_invoke_params_example = {"job_id": "job-1"}
+
+    @property
+    def tool_constructor(self) -> type[BaseTool]:
+        return E2BJobStatusTool
+
+
+class TestJobOutputToolUnit(_Base):
+    tool_invoke_params_example = {"job_id": "job-1", "wait": 2}
+
+    @property
+    def tool_constructor(self) -> type[BaseTool]:
+        return E2BJobOutputTool
+
+
+class TestJobStopToolUnit(_Base):
+    tool_invoke_params_example = {"job_id": "job-1"}
+
+    @property
+    def tool_constructor(self) -> type[BaseTool]:
+        return E2BJobStopTool
+
+
+class TestCodeInterpreterWithCodeToolsUnit(_Base):
+    tool_invoke_params_example = {"code": "agent_tools.shout(text='hi')"}
+
+    @property
+    def tool_constructor_params(self) -> dict[str, Any]:
+        from langchain_core.tools import tool
+
+        @tool
+        def shout(text: str) -> str:
+            """Upper-case the text."""
+            return text.upper()
+
+        return {**super().tool_constructor_params, "code_tools": [shout]}
+
+    @property
+    def tool_constructor(self) -> type[BaseTool]:
+        return E2BCodeInterpreterTool

@@ -80,7 +80,10 @@ class Job:
             ran = time.time() - self.started_at
             how = f"running for {ran:.0f} s (pid {self.pid})"
         elif self.state == "lost":
-            how = "lost: its sandbox was replaced, so it no longer runs"
+            how = (
+                "lost: its sandbox stopped and was replaced by a new one, so the job no longer "
+                "runs (start it again if it is still needed)"
+            )
         elif self.state == "stopped":
             how = f"stopped (exit code {self.exit_code})"
         else:
@@ -257,7 +260,8 @@ class Jobs:
             f"cat {self._exit_file(job)} 2>/dev/null || echo running",
             timeout=30,
         )
-        self._settle(job, done.stdout.strip().splitlines()[-1:] or ["running"])
+        if self._check_sandbox(job):  # the command may have found the sandbox gone
+            self._settle(job, done.stdout.strip().splitlines()[-1:] or ["running"])
         return job
 
     def _settle(self, job: Job, words: builtins.list[str]) -> None:
@@ -295,6 +299,8 @@ class Jobs:
             _look(job, self._exit_file(job), budget),
             timeout=60,
         )
+        if not self._check_sandbox(job):  # the commands may have found the sandbox gone
+            return JobOutput(job, "", job.read_bytes, job.read_bytes, 0)
         first, _, rest = look.stdout.partition("\n")
         words = first.split()
         self._settle(job, words[:1])
@@ -336,7 +342,7 @@ class Jobs:
         done = yield call(session.run_command, session.arun_command, stop, timeout=60)
         words = done.stdout.split()
         for job, word in zip(jobs, words + ["gone"] * len(jobs), strict=False):
-            if job.state == "running":
+            if self._check_sandbox(job):
                 job.state = "stopped"
                 job.exit_code = int(word) if word.lstrip("-").isdigit() else None
         return None

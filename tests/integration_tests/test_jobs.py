@@ -156,3 +156,18 @@ async def test_async_api_and_close_stops_running_jobs(
         assert check.stdout.strip() == "gone"
     finally:
         checker.close(kill=True)
+
+
+def test_a_job_whose_sandbox_was_replaced_is_lost(
+    make_session: MakeSession, e2b_connection: dict[str, Any]
+) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    session = make_session()
+    job = session.jobs.start("sleep 600")
+    Sandbox.kill(str(session.sandbox_id), **e2b_connection)
+    status = session.jobs.status(job.id)
+    assert status.state == "lost"
+    assert "start it again" in status.describe()
+    assert session.jobs.output(job.id).text == ""
+    assert session.jobs.running() == []

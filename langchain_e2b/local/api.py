@@ -105,18 +105,30 @@ async def _create(supervisor: Supervisor, body: dict[str, Any], send: Send) -> N
     if not isinstance(metadata, dict) or not isinstance(env_vars, dict):
         raise ApiError(400, "metadata and envVars must be objects of strings")
     network = body.get("allow_internet_access")
+    auto_pause = body.get("autoPause", False)
+    if not isinstance(auto_pause, bool):
+        raise ApiError(400, "autoPause must be true or false")
+    if isinstance(body.get("autoResume"), dict) and body["autoResume"].get("enabled"):
+        raise ApiError(
+            400,
+            "autoResume is not available in the local runtime: leave auto_resume unset "
+            "(connect resumes a paused sandbox)",
+        )
     sandbox = await supervisor.create_sandbox(
         body["templateID"],
         timeout=_timeout(body.get("timeout")),
         metadata={str(k): str(v) for k, v in metadata.items()},
         env_vars={str(k): str(v) for k, v in env_vars.items()},
         network=network if isinstance(network, bool) else None,
+        auto_pause=auto_pause,
     )
     await send_json(send, 201, sandbox.describe(tokens=True))
 
 
 def _detail(sandbox: Sandbox) -> dict[str, Any]:
-    return {**sandbox.listed(), "envdAccessToken": sandbox.envd_token}
+    # autoResume (a request to a paused sandbox resumes it) is not offered: connect resumes.
+    lifecycle = {"onTimeout": "pause" if sandbox.auto_pause else "kill", "autoResume": False}
+    return {**sandbox.listed(), "envdAccessToken": sandbox.envd_token, "lifecycle": lifecycle}
 
 
 async def _list(supervisor: Supervisor, scope: Scope, send: Send) -> None:

@@ -67,6 +67,8 @@ class Sandbox:
     end_at: float = 0.0
     paused_at: float | None = None
     """When it was paused (its processes frozen, its lifetime clock stopped); None if running."""
+    auto_pause: bool = False
+    """Whether its timeout pauses it instead of killing it (the create request's ``autoPause``)."""
 
     @property
     def state(self) -> str:
@@ -213,6 +215,14 @@ class Supervisor:
             for sandbox in list(self.sandboxes.values()):
                 # A paused sandbox's lifetime clock is stopped.
                 expired = sandbox.paused_at is None and sandbox.end_at <= now
+                if expired and sandbox.auto_pause and sandbox.proc.poll() is None:
+                    # As on E2B: a sandbox created with autoPause keeps its state at its
+                    # timeout; connect resumes it. Runtime stop still kills it.
+                    try:
+                        await self.pause_sandbox(sandbox.sandbox_id)
+                        continue
+                    except Exception:
+                        log.exception("could not pause expired sandbox %s", sandbox.sandbox_id)
                 if expired or sandbox.proc.poll() is not None:
                     self.sandboxes.pop(sandbox.sandbox_id, None)
                     await self._destroy(sandbox)
@@ -379,8 +389,12 @@ class Supervisor:
         metadata: dict[str, str] | None = None,
         env_vars: dict[str, str] | None = None,
         network: bool | None = None,
+        auto_pause: bool = False,
     ) -> Sandbox:
-        """Create (or take from the warm pool) a running sandbox."""
+        """Create (or take from the warm pool) a running sandbox.
+
+        With ``auto_pause``, the sandbox is paused instead of killed when its timeout expires.
+        """
         template = TEMPLATE_ALIASES.get(template, template)
         if template not in TEMPLATES:
             raise ApiError(
@@ -422,6 +436,7 @@ class Supervisor:
         sandbox.started_at = time.time()
         sandbox.metadata = dict(metadata or {})
         sandbox.end_at = sandbox.started_at + timeout
+        sandbox.auto_pause = auto_pause
         self.sandboxes[sandbox.sandbox_id] = sandbox
         return sandbox
 
@@ -446,8 +461,9 @@ class Supervisor:
     async def resume_sandbox(self, sandbox_id: str, timeout: int | None) -> bool:
         """Let a sandbox run: thaw it if paused, and give it at least ``timeout`` more seconds.
 
-        A paused sandbox gets back the lifetime it had left when paused; neither that nor a
-        running sandbox's lifetime is ever shortened here.
+        A paused sandbox gets back the lifetime it had left when paused (one paused at its
+        timeout gets the default lifetime); neither that nor a running sandbox's lifetime is
+        ever shortened here.
 
         Returns:
             True if the sandbox was paused (and is now resumed).
@@ -459,7 +475,8 @@ class Supervisor:
         resumed = sandbox.paused_at is not None
         if sandbox.paused_at is not None:
             await asyncio.to_thread(self._set_frozen, sandbox, False)
-            sandbox.end_at = time.time() + max(0.0, sandbox.end_at - sandbox.paused_at)
+            left = sandbox.end_at - sandbox.paused_at
+            sandbox.end_at = time.time() + (left if left > 0 else DEFAULT_TIMEOUT)
             sandbox.paused_at = None
         if timeout is not None:
             sandbox.end_at = max(sandbox.end_at, time.time() + timeout)

@@ -157,6 +157,7 @@ class _Spec(Protocol):
 
     template: str
     sandbox_timeout: int
+    on_timeout: Literal["kill", "pause"]
     metadata: dict[str, str]
     envs: dict[str, str]
 
@@ -276,7 +277,10 @@ class Lifecycle:
                 self.check_open()
                 moving, generation, sandbox_id = self._moving, self.generation, self.sandbox_id
                 owner, cached = self._moving_owner, self._handles.get(mode.key)
-                if moving is None and cached is not None and cached[0] == generation:
+                # A sandbox that pauses at its timeout and may have reached it is connected to
+                # again: connect resumes it (a paused sandbox's address does not answer).
+                fresh = self._spec.on_timeout == "kill" or time.monotonic() < self._expires_at
+                if moving is None and cached is not None and cached[0] == generation and fresh:
                     return cached[1], generation
                 if moving is None and sandbox_id is None:
                     create = self._start_moving()
@@ -323,6 +327,9 @@ class Lifecycle:
                 "envs": dict(self._spec.envs) or None,
                 **options,
             }
+            if self._spec.on_timeout == "pause":
+                # Only when asked: the default leaves the request as every SDK release sends it.
+                kwargs["lifecycle"] = {"on_timeout": "pause"}
             try:
                 sandbox = yield Call(lambda: mode.cls.create(**kwargs))
             except Exception as exc:
@@ -371,6 +378,33 @@ class Lifecycle:
         cause = self._gone_cause(old, attached=attached) if old else None
         yield from self._create(mode, moving, "recreated", old, cause)
 
+    def _resume(self, mode: Mode, generation: int) -> Steps[bool]:
+        """Whether a sandbox that stopped answering was paused at its timeout, and is resumed.
+
+        ``connect`` resumes a paused sandbox with its state; a sandbox that is really gone
+        answers not found, and the caller replaces it.
+        """
+        with self._lock:
+            sandbox_id = self.sandbox_id
+            if self._spec.on_timeout != "pause" or self.generation != generation:
+                return False
+        if sandbox_id is None:
+            return False
+        options = yield Blocking(self._spec.connection_options)
+        try:
+            connect = partial(mode.cls.connect, sandbox_id, **options)
+            sandbox = yield Call(partial(connect, timeout=self._spec.sandbox_timeout))
+        except Exception:  # gone (or unreachable): replacing it says so
+            return False
+        with self._lock:
+            if self.generation != generation or self.closed:
+                return False
+            self._handles.clear()
+            self._handles[mode.key] = (generation, sandbox)
+            self._expires_at = time.monotonic() + self._spec.sandbox_timeout
+        logger.info("resumed paused sandbox %s", sandbox_id)
+        return True
+
     def _keepalive(self, sandbox: Any, lifetime: float) -> Steps[None]:
         with self._lock:
             seconds = _sdk.keepalive_due(self._expires_at, lifetime, self._spec.sandbox_timeout)
@@ -409,6 +443,8 @@ class Lifecycle:
                     raise mapped from exc
                 if attempt:
                     raise _sdk.gone_again(exc, self._spec.resolved_backend) from exc
+                if (yield from self._resume(mode, generation)):
+                    continue  # it was paused and kept its state: nothing to tell
                 yield from self._replace(mode, generation)
                 continue
             yield from self._keepalive(sandbox, self._spec.sandbox_timeout)

@@ -77,7 +77,8 @@ class E2BSandboxMiddleware(AgentMiddleware):
     thread to its own sandbox through :class:`E2BThreadSessions`, and cleans up:
 
     - ``cleanup="idle"`` (default): the thread keeps its sandbox across runs; the sandbox is
-      killed after ``idle_timeout`` seconds without a call.
+      killed after ``idle_timeout`` seconds without a call, or paused with
+      ``idle_policy="pause"`` (its state is kept and the thread's next call resumes it).
     - ``cleanup="run"``: the thread's sandbox is killed when each run ends.
     - ``on_failure="kill"`` (default): when a model or tool call raises out of the run, the
       thread's sandbox is killed before the error propagates. ``"keep"`` leaves it to the policy.
@@ -101,7 +102,7 @@ class E2BSandboxMiddleware(AgentMiddleware):
             directly).
         prompt: The system-prompt section; ``""`` adds none. By default :func:`sandbox_prompt`.
         **session_options: Options for the default :class:`E2BThreadSessions` (``idle_timeout``,
-            ``store``, ``template``, ``api_key``, ...).
+            ``idle_policy``, ``store``, ``template``, ``api_key``, ...).
     """
 
     def __init__(

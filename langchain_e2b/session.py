@@ -8,9 +8,10 @@ rule). Its public methods run that one operation with a blocking or an async dri
 
 from __future__ import annotations
 
+import inspect
 import posixpath
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 from langchain_core.runnables import RunnableConfig
@@ -75,6 +76,10 @@ class E2BSandboxSession:
     Args:
         template: Sandbox template; defaults to the code-interpreter template.
         sandbox_timeout: Seconds the sandbox lives after the last call (its E2B timeout).
+        on_timeout: What the backend does with a sandbox whose timeout expires: ``"kill"``
+            (the default; the next call starts a new sandbox and says the state is lost) or
+            ``"pause"`` (E2B's ``lifecycle={"on_timeout": "pause"}``: the sandbox keeps its
+            variables, files and processes without using CPU, and the next call resumes it).
         envs: Environment variables for every process and kernel in the sandbox.
         metadata: Sandbox metadata; ``{"langchain_e2b": "1"}`` is always added.
         api_key: E2B API key; falls back to ``E2B_API_KEY``.
@@ -95,6 +100,7 @@ class E2BSandboxSession:
         *,
         template: str | None = None,
         sandbox_timeout: int = 300,
+        on_timeout: Literal["kill", "pause"] = "kill",
         envs: dict[str, str] | None = None,
         metadata: dict[str, str] | None = None,
         api_key: SecretStr | str | None = None,
@@ -113,10 +119,22 @@ class E2BSandboxSession:
             raise E2BConfigError(f"timeout must be a positive number of seconds, got {timeout}")
         if max_output_chars < 200 or capture_chars < 200:
             raise E2BConfigError("max_output_chars and capture_chars must be at least 200")
+        if on_timeout not in ("kill", "pause"):
+            raise E2BConfigError(f"on_timeout must be 'kill' or 'pause', got {on_timeout!r}")
+        if (
+            on_timeout == "pause"
+            and "lifecycle" not in inspect.signature(Sandbox.create).parameters
+        ):
+            raise E2BConfigError(
+                "on_timeout='pause' needs an e2b SDK whose Sandbox.create accepts lifecycle "
+                "(e2b 2.53.1 or newer): upgrade e2b and e2b-code-interpreter, or use "
+                "on_timeout='kill'."
+            )
         if not posixpath.isabs(cwd):
             raise E2BConfigError(f"cwd must be an absolute path inside the sandbox, got {cwd!r}")
         self.template: str = template or Sandbox.default_template
         self.sandbox_timeout = int(sandbox_timeout)
+        self.on_timeout: Literal["kill", "pause"] = on_timeout
         self.envs = dict(envs or {})
         self.metadata = {**(metadata or {}), **METADATA_TAG}
         self.cwd = posixpath.normpath(cwd)

@@ -10,10 +10,15 @@ processes needs a backend they share (``langchain-e2b local serve`` or the E2B c
 of the local runtime embedded in a process end with that process, and a warning says so when
 their ids are recorded in a store.
 
-Idle policy: kill. A thread's sandbox gets an E2B timeout of ``idle_timeout`` seconds that every
-call pushes forward, so the backend itself kills the sandbox of a thread that has been idle that
-long, even if this process has died. The next call in that thread creates a new sandbox and
-says so.
+Idle policy (``idle_policy``): a thread's sandbox gets an E2B timeout of ``idle_timeout`` seconds
+that every call pushes forward, so the backend itself acts on a thread that has been idle that
+long, even if this process has died. With ``"kill"`` (the default) it kills the sandbox, and the
+next call in that thread creates a new one and says that the earlier state is lost. With
+``"pause"`` it pauses the sandbox (E2B's ``lifecycle={"on_timeout": "pause"}``): the sandbox keeps
+its variables, files and processes without using CPU (on E2B cloud, without paying for
+compute), and the next call in that thread, in this process or another one with the same store,
+resumes the same sandbox. Paused sandboxes are kept until they are killed (``close_thread``,
+``close``, or the backend's own limits; the local runtime kills them when it stops).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_store
@@ -96,8 +101,12 @@ class E2BThreadSessions:
     Args:
         store: Where thread -> sandbox ids are recorded. By default the store of the graph the
             call runs in (``compile(store=...)`` / ``create_agent(store=...)``), if any.
-        idle_timeout: Seconds of inactivity after which a thread's sandbox is killed (it becomes
-            the sandbox's E2B timeout). Sessions idle that long are also dropped from memory.
+        idle_timeout: Seconds of inactivity after which a thread's sandbox is killed or paused
+            (it becomes the sandbox's E2B timeout). Sessions idle that long are also dropped
+            from memory.
+        idle_policy: What happens to a sandbox idle for ``idle_timeout``: ``"kill"`` (the
+            default; the thread's next call starts a new sandbox and says the state is lost) or
+            ``"pause"`` (its state is kept; the thread's next call resumes it).
         namespace: Store namespace of the records.
         **session_options: Passed to every :class:`E2BSandboxSession` (``template``, ``envs``,
             ``metadata``, ``api_key``, ``api_url``, ``sandbox_url``, ``cwd``, ``timeout``, ...).
@@ -108,6 +117,7 @@ class E2BThreadSessions:
         *,
         store: BaseStore | None = None,
         idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
+        idle_policy: Literal["kill", "pause"] = "kill",
         namespace: tuple[str, ...] = STORE_NAMESPACE,
         **session_options: Any,
     ) -> None:
@@ -116,10 +126,18 @@ class E2BThreadSessions:
                 "E2BThreadSessions sets each sandbox's timeout from idle_timeout; "
                 "pass idle_timeout=... instead of sandbox_timeout."
             )
+        if "on_timeout" in session_options:
+            raise E2BConfigError(
+                "E2BThreadSessions sets each sandbox's on_timeout from idle_policy; "
+                "pass idle_policy='kill' or idle_policy='pause' instead of on_timeout."
+            )
         if idle_timeout < 1:
             raise E2BConfigError(f"idle_timeout must be at least 1 second, got {idle_timeout}")
+        if idle_policy not in ("kill", "pause"):
+            raise E2BConfigError(f"idle_policy must be 'kill' or 'pause', got {idle_policy!r}")
         self.store = store
         self.idle_timeout = int(idle_timeout)
+        self.idle_policy: Literal["kill", "pause"] = idle_policy
         self.namespace = tuple(namespace)
         self.session_options = dict(session_options)
         self._lock = threading.Lock()
@@ -252,7 +270,7 @@ class E2BThreadSessions:
                 session = None
             if session is not None:
                 self._last_used[thread_id] = now
-        # The backend kills these sandboxes at their idle timeout; just forget them here.
+        # The backend kills or pauses these sandboxes at their idle timeout; just forget them.
         for old in stale:
             with contextlib.suppress(Exception):
                 old.close(kill=False)
@@ -301,6 +319,7 @@ class E2BThreadSessions:
             **self.session_options,
             "metadata": metadata,
             "sandbox_timeout": self.idle_timeout,
+            "on_timeout": self.idle_policy,
         }
         if sandbox_id is None:
             session = E2BSandboxSession(**options)

@@ -26,7 +26,7 @@ def options() -> Iterator[dict[str, str]]:
 def _state_after(sandbox_id: str, want: SandboxState, options: dict[str, str]) -> SandboxState:
     """Poll the control plane (up to 30 s) until the sandbox is in state ``want``."""
     deadline = time.monotonic() + 30
-    state = Sandbox.get_info(sandbox_id, **options).state
+    state: SandboxState = Sandbox.get_info(sandbox_id, **options).state
     while state != want and time.monotonic() < deadline:
         time.sleep(0.2)
         state = Sandbox.get_info(sandbox_id, **options).state

@@ -9,13 +9,6 @@ kernel produces it (see shared/e2b-protocol.md §5). Executions on one context r
 time; a client that goes away interrupts its execution, and a kernel that ignores the
 interrupt for a few seconds is restarted; a kernel that dies is restarted; the client is told
 when state was lost.
-
-Deno's kernel listens on loopback TCP ports, and its messages are signed with a key only this
-agent holds, so no other process can run code in it. A jail without its own network namespace
-(internet access allowed) shares the host's loopback: there, a local process that finds the
-ports could read a JavaScript context's output (a Jupyter output socket does not authenticate
-readers). Python and bash contexts use ``ipc://`` sockets in the agent's private directory and
-have no such gap.
 """
 
 from __future__ import annotations

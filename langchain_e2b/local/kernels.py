@@ -6,6 +6,13 @@ kernel (``deno jupyter``), which speaks TCP only, on loopback ports. This module
 language's kernel is found, described (its kernel spec), launched, restarted and stopped, and
 how code that sets environment variables is written in each language. ``interpreter`` serves
 the HTTP API over these kernels.
+
+Deno's kernel listens on loopback TCP ports, and its messages are signed with a key only this
+agent holds, so no other process can run code in it. A jail without its own network namespace
+(internet access allowed) shares the host's loopback: there, a local process that finds the
+ports could read a JavaScript context's output (a Jupyter output socket does not authenticate
+readers). Python and bash contexts use ``ipc://`` sockets in the agent's private directory and
+have no such gap.
 """
 
 from __future__ import annotations

@@ -422,12 +422,14 @@ def _kernel_was_restarted(sandbox: Any) -> Steps[bool]:
     """Whether the kernel behind a timed-out cell had to be restarted (its state is gone).
 
     A cell that ignores the interrupt keeps the kernel busy until the runtime restarts it; a
-    kernel's execution counter starts again at 1 after a restart, so a probe cell tells.
+    kernel's execution counter starts again at 1 after a restart, so a probe cell tells. The
+    probe puts the counter back, so the model's ``Out[n]`` numbering does not skip a number.
     """
     try:
         probe = yield Call(
             lambda: sandbox.run_code(
-                "None", timeout=execution_timeout(sandbox, _KERNEL_PROBE_SECONDS)
+                "get_ipython().execution_count -= 1",
+                timeout=execution_timeout(sandbox, _KERNEL_PROBE_SECONDS),
             )
         )
     except Exception:

@@ -34,8 +34,11 @@ def test_timeout_is_wall_time_from_call_to_answer(
     assert result.timed_out
     assert elapsed < 1.5 * limit, f"timeout={limit} took {elapsed:.1f} s"
     assert not result.kernel_restarted
-    # An interrupted cell keeps the kernel's state, as the answer says.
-    assert session.run_code("x + 1").text == "42"
+    # An interrupted cell keeps the kernel's state, as the answer says, and the probe that
+    # checked it leaves the numbering alone: cells 1 and 2 ran, this is cell 3.
+    after = session.run_code("x + 1")
+    assert after.text == "42"
+    assert after.execution_count == 3
 
 
 async def test_async_timeout_is_wall_time(make_session: Callable[..., E2BSandboxSession]) -> None:

@@ -364,9 +364,8 @@ WRITABLE_AREAS = ("/tmp",)
 def write_error(exc: E2BFileError, session: E2BSandboxSession) -> E2BFileError:
     """``exc``, saying where writing is allowed when the path is outside those places.
 
-    On the local runtime everything but the working directory and /tmp is read-only; on E2B the
-    system directories belong to root. Either way, a write elsewhere that failed is best retried
-    in one of these places.
+    System directories (``/usr``, ``/etc``...) are read-only on the local runtime and belong to
+    root on E2B. Either way, a write there that failed is best retried in one of these places.
     """
     areas = (session.cwd, *WRITABLE_AREAS)
     if any(exc.path == area or exc.path.startswith(area.rstrip("/") + "/") for area in areas):

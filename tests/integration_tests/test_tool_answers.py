@@ -91,7 +91,7 @@ async def test_restart_argument_async(make_session: MakeSession) -> None:
     assert str(message.content).rstrip().endswith("False")
 
 
-@pytest.mark.parametrize("path", ["/usr/local/notes.txt", "/notes.txt"])
+@pytest.mark.parametrize("path", ["/usr/local/notes.txt", "/etc/notes.txt"])
 def test_writing_outside_the_writable_areas_says_where_writing_is_allowed(
     make_session: MakeSession, path: str
 ) -> None:

@@ -12,10 +12,12 @@ import httpx
 from langchain_e2b.local import _connect, _signature
 from langchain_e2b.local._http import (
     AUTHENTICATED,
+    ClientDisconnected,
     Receive,
     Scope,
     Send,
     header,
+    iter_body,
     send_error,
     send_json,
     send_response,
@@ -79,17 +81,10 @@ async def handle(supervisor: Supervisor, scope: Scope, receive: Receive, send: S
     body_done = asyncio.Event()
 
     async def body() -> Any:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                body_done.set()
-                return
-            chunk = message.get("body", b"")
-            if chunk:
+        with contextlib.suppress(ClientDisconnected):
+            async for chunk in iter_body(receive):
                 yield chunk
-            if not message.get("more_body", False):
-                body_done.set()
-                return
+        body_done.set()
 
     length = header(scope, "content-length")
     content: Any = None

@@ -22,6 +22,12 @@ MAX_READ_BYTES = 5_000_000
 MAX_LIST_ENTRIES = 500
 
 
+def _output(context: Context, kind: str, text: str, **fields: Any) -> tuple[Any, dict[str, Any]]:
+    """The tool's output: ``text`` with the call's notices, and its artifact of ``kind``."""
+    artifact = {"kind": kind, **fields, "sandbox_id": context.session.sandbox_id}
+    return with_notices(context.notices, text), artifact
+
+
 class ReadFileInput(BaseModel):
     """Arguments of ``read_file``."""
 
@@ -104,17 +110,17 @@ class E2BReadFileTool(SandboxTool):
                 context.max_output_chars,
                 note="read smaller ranges with start_line and end_line to see the rest",
             )
-        artifact = {
-            "kind": "file",
-            "path": path,
-            "size": len(data),
-            "start_line": first,
-            "end_line": last,
-            "total_lines": total,
-            "truncated": truncated,
-            "sandbox_id": context.session.sandbox_id,
-        }
-        return with_notices(context.notices, text), artifact
+        return _output(
+            context,
+            "file",
+            text,
+            path=path,
+            size=len(data),
+            start_line=first,
+            end_line=last,
+            total_lines=total,
+            truncated=truncated,
+        )
 
     def _steps(
         self,
@@ -154,13 +160,7 @@ class E2BWriteFileTool(SandboxTool):
     def _result(context: Context, path: str, content: str) -> tuple[Any, dict[str, Any]]:
         lines = content.count("\n") + (1 if content and not content.endswith("\n") else 0)
         text = f"Wrote {len(content)} characters ({lines} lines) to {path}."
-        artifact = {
-            "kind": "file",
-            "path": path,
-            "chars": len(content),
-            "sandbox_id": context.session.sandbox_id,
-        }
-        return with_notices(context.notices, text), artifact
+        return _output(context, "file", text, path=path, chars=len(content))
 
     def _steps(self, context: Context, /, *, path: str, content: str) -> Steps:
         session = context.session
@@ -231,14 +231,7 @@ class E2BEditFileTool(SandboxTool):
     def _result(context: Context, path: str, count: int, line: int) -> tuple[Any, dict[str, Any]]:
         plural = "occurrence" if count == 1 else "occurrences"
         text = f"Replaced {count} {plural} in {path} (first at line {line})."
-        artifact = {
-            "kind": "file",
-            "path": path,
-            "replacements": count,
-            "first_line": line,
-            "sandbox_id": context.session.sandbox_id,
-        }
-        return with_notices(context.notices, text), artifact
+        return _output(context, "file", text, path=path, replacements=count, first_line=line)
 
     def _steps(
         self,
@@ -292,13 +285,13 @@ class E2BListFilesTool(SandboxTool):
                 f"[{len(entries) - MAX_LIST_ENTRIES} more entries not shown; list a subdirectory]"
             )
         body = "\n".join(lines) if lines else "(empty directory)"
-        artifact = {
-            "kind": "listing",
-            "path": path,
-            "entries": [{"path": e.path, "is_dir": e.is_dir, "size": e.size} for e in entries],
-            "sandbox_id": context.session.sandbox_id,
-        }
-        return with_notices(context.notices, f"{path}:\n{body}"), artifact
+        return _output(
+            context,
+            "listing",
+            f"{path}:\n{body}",
+            path=path,
+            entries=[{"path": e.path, "is_dir": e.is_dir, "size": e.size} for e in entries],
+        )
 
     def _steps(self, context: Context, /, *, path: str = ".", depth: int = 1) -> Steps:
         session = context.session

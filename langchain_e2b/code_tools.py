@@ -175,24 +175,18 @@ def _pause(started):
 
 def _call(name, args, kwargs):
     __tracebackhide__ = True
-    path = _send(name, args, kwargs)
-    started = _time.monotonic()
-    while True:
-        reply = _answer(path)
-        if reply is not None:
-            return reply
+    path, started = _send(name, args, kwargs), _time.monotonic()
+    while (reply := _answer(path)) is None:
         _time.sleep(_pause(started))
+    return reply
 
 
 async def _acall(name, args, kwargs):
     __tracebackhide__ = True
-    path = _send(name, args, kwargs)
-    started = _time.monotonic()
-    while True:
-        reply = _answer(path)
-        if reply is not None:
-            return reply
+    path, started = _send(name, args, kwargs), _time.monotonic()
+    while (reply := _answer(path)) is None:
         await _asyncio.sleep(_pause(started))
+    return reply
 
 
 def _signature(spec):
@@ -363,23 +357,13 @@ class CodeTools:
     ) -> Exchange:
         """The bridge for one execution."""
         limit = timeout if timeout is not None else session.timeout
-        return Exchange(self, forward, config, runtime, time.monotonic() + limit)
+        return Exchange(self, session, forward, config, runtime, time.monotonic() + limit)
 
     def run(
-        self,
-        session: E2BSandboxSession,
-        code: str,
-        *,
-        language: str | None,
-        timeout: float | None,
-        forward: OutputCallback,
-        config: RunnableConfig | None,
-        runtime: Any,
+        self, exchange: Exchange, code: str, *, language: str | None, timeout: float | None
     ) -> CodeResult:
         """``session.run_code`` with the tools callable from ``code`` (blocking)."""
-        exchange = self.exchange(
-            session, timeout=timeout, forward=forward, config=config, runtime=runtime
-        )
+        session = exchange.session
         lock = _lock_for(session)
         locked = lock.acquire(timeout=max(exchange.deadline - time.monotonic(), 0.001))
         try:
@@ -400,20 +384,10 @@ class CodeTools:
         return exchange.clean(result)
 
     async def arun(
-        self,
-        session: E2BSandboxSession,
-        code: str,
-        *,
-        language: str | None,
-        timeout: float | None,
-        forward: OutputCallback,
-        config: RunnableConfig | None,
-        runtime: Any,
+        self, exchange: Exchange, code: str, *, language: str | None, timeout: float | None
     ) -> CodeResult:
         """Async :meth:`run`: tools run with ``ainvoke``, several at once."""
-        exchange = self.exchange(
-            session, timeout=timeout, forward=forward, config=config, runtime=runtime
-        )
+        session = exchange.session
         lock = _lock_for(session)
         # Polled, not awaited in a thread: a cancelled waiter must never end up holding it.
         locked = lock.acquire(blocking=False)
@@ -444,12 +418,14 @@ class Exchange:
     def __init__(
         self,
         tools: CodeTools,
+        session: E2BSandboxSession,
         forward: OutputCallback,
         config: RunnableConfig | None,
         runtime: Any,
         deadline: float,
     ) -> None:
         self.tools = tools
+        self.session = session
         self.forward = forward
         self.config = config
         self.runtime = runtime

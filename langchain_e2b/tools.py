@@ -142,16 +142,16 @@ class E2BCodeInterpreterTool(SandboxTool):
                 timeout=timeout,
                 on_output=context.on_output,
             )
-        how = {
-            "language": language,
-            "timeout": timeout,
-            "forward": context.on_output,
-            "config": context.config,
-            "runtime": context.runtime,
-        }
+        exchange = bridge.exchange(
+            session,
+            timeout=timeout,
+            forward=context.on_output,
+            config=context.config,
+            runtime=context.runtime,
+        )
         return Call(
-            functools.partial(bridge.run, session, code, **how),
-            functools.partial(bridge.arun, session, code, **how),
+            functools.partial(bridge.run, exchange, code, language=language, timeout=timeout),
+            functools.partial(bridge.arun, exchange, code, language=language, timeout=timeout),
         )
 
     def _steps(

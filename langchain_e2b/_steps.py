@@ -13,7 +13,7 @@ import concurrent.futures
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -59,7 +59,18 @@ class Emit:
     events: Sequence[Any]
 
 
-Step = Call | Blocking | Wait | Emit
+@dataclass(frozen=True)
+class Twin:
+    """A session call bound twice, for code written once over the session's two flavours.
+
+    The blocking driver calls ``run()``, the async one awaits ``arun()``.
+    """
+
+    run: Callable[[], Any]
+    arun: Callable[[], Awaitable[Any]]
+
+
+Step = Call | Blocking | Wait | Emit | Twin
 Steps = Generator[Step, Any, T]
 
 
@@ -77,6 +88,8 @@ def _notify(listeners: Sequence[Callable[[Any], Any]], event: Any) -> list[Any]:
 
 
 def _run_sync(step: Step) -> Any:
+    if isinstance(step, Twin):
+        return step.run()
     if isinstance(step, Call | Blocking):
         return step.fn()
     if isinstance(step, Wait):
@@ -96,6 +109,8 @@ def _run_sync(step: Step) -> Any:
 
 
 async def _run_async(step: Step) -> Any:
+    if isinstance(step, Twin):
+        return await step.arun()
     if isinstance(step, Call):
         value = step.fn()
         return (await value) if inspect.isawaitable(value) else value

@@ -9,10 +9,11 @@ LangChain callbacks (and LangGraph's custom stream) of the call that caused them
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
@@ -27,6 +28,9 @@ from langchain_core.tools import BaseTool, InjectedToolArg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langchain_e2b import _call_order, _format
+from langchain_e2b._steps import Twin
+from langchain_e2b._steps import adrive as adrive
+from langchain_e2b._steps import drive as drive
 from langchain_e2b.errors import E2BConfigError, E2BFileError, E2BToolInputError
 from langchain_e2b.session import (
     CodeResult,
@@ -223,6 +227,30 @@ class SandboxTool(BaseTool):
         finally:
             turn.done()
 
+    @contextlib.contextmanager
+    def _calling(
+        self,
+        session: E2BSandboxSession,
+        run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
+        runtime: Any,
+        *,
+        is_async: bool,
+    ) -> Iterator[Context]:
+        """The context of one call: live output relayed, notices collected, errors for the model."""
+        relay = _Relay(run_manager, session)
+        session.add_listener(_forward_lifecycle)
+        token = _CURRENT.set((relay, is_async))
+        try:
+            with collect_notices() as notices:
+                on_output = relay.aoutput if is_async else relay.output
+                context = self._context(session, notices, on_output, relay, runtime)
+                try:
+                    yield context
+                except (FileNotFoundError, E2BToolInputError) as exc:
+                    raise for_model(exc, notices) from exc
+        finally:
+            _CURRENT.reset(token)
+
     def _run(
         self,
         *args: Any,
@@ -231,20 +259,8 @@ class SandboxTool(BaseTool):
         **kwargs: Any,
     ) -> tuple[Any, dict[str, Any]]:
         session = self.session.get(config)
-        relay = _Relay(run_manager, session)
-        session.add_listener(_forward_lifecycle)
-        token = _CURRENT.set((relay, False))
-        try:
-            with collect_notices() as notices:
-                context = self._context(
-                    session, notices, relay.output, relay, kwargs.get("runtime")
-                )
-                try:
-                    return drive(self._steps(context, **self._kwargs(args, kwargs)))
-                except (FileNotFoundError, E2BToolInputError) as exc:
-                    raise for_model(exc, notices) from exc
-        finally:
-            _CURRENT.reset(token)
+        with self._calling(session, run_manager, kwargs.get("runtime"), is_async=False) as context:
+            return drive(self._steps(context, **self._kwargs(args, kwargs)))
 
     async def _arun(
         self,
@@ -254,20 +270,8 @@ class SandboxTool(BaseTool):
         **kwargs: Any,
     ) -> tuple[Any, dict[str, Any]]:
         session = await self.session.aget(config)
-        relay = _Relay(run_manager, session)
-        session.add_listener(_forward_lifecycle)
-        token = _CURRENT.set((relay, True))
-        try:
-            with collect_notices() as notices:
-                context = self._context(
-                    session, notices, relay.aoutput, relay, kwargs.get("runtime")
-                )
-                try:
-                    return await adrive(self._steps(context, **self._kwargs(args, kwargs)))
-                except (FileNotFoundError, E2BToolInputError) as exc:
-                    raise for_model(exc, notices) from exc
-        finally:
-            _CURRENT.reset(token)
+        with self._calling(session, run_manager, kwargs.get("runtime"), is_async=True) as context:
+            return await adrive(self._steps(context, **self._kwargs(args, kwargs)))
 
     def _steps(self, *args: Any, **kwargs: Any) -> Steps:
         """The tool's work, called as ``_steps(context, **tool_arguments)``.
@@ -295,12 +299,8 @@ class Context:
     """The ``ToolRuntime`` LangGraph injected into this call, if any."""
 
 
-@dataclass(frozen=True)
-class Call:
-    """One session call a tool step asks for, bound twice: ``run()`` blocks, ``arun()`` awaits."""
-
-    run: Callable[[], Any]
-    arun: Callable[[], Awaitable[Any]]
+Call = Twin
+"""One session call a tool step asks for, bound twice: ``run()`` blocks, ``arun()`` awaits."""
 
 
 def call(
@@ -313,36 +313,6 @@ def call(
 
 
 Steps = Generator[Call, Any, tuple[Any, dict[str, Any]]]
-
-
-def drive(steps: Steps) -> tuple[Any, dict[str, Any]]:
-    """Run a tool's steps with blocking session calls."""
-    value: Any = None
-    error: Exception | None = None
-    while True:
-        try:
-            call = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        try:
-            value, error = call.run(), None
-        except Exception as exc:
-            value, error = None, exc
-
-
-async def adrive(steps: Steps) -> tuple[Any, dict[str, Any]]:
-    """Run a tool's steps with awaited session calls."""
-    value: Any = None
-    error: Exception | None = None
-    while True:
-        try:
-            call = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        try:
-            value, error = await call.arun(), None
-        except Exception as exc:
-            value, error = None, exc
 
 
 def for_model(exc: FileNotFoundError | E2BToolInputError, notices: list[str]) -> E2BToolInputError:

@@ -19,7 +19,7 @@ import contextvars
 import functools
 import inspect
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from deepagents.backends.protocol import (
@@ -38,6 +38,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool
 
 from langchain_e2b import _format
+from langchain_e2b._tool_base import Call, adrive, call, drive
 from langchain_e2b.errors import (
     E2BConfigError,
     E2BFileError,
@@ -101,21 +102,6 @@ def _quiet(method: Callable[..., Any]) -> Callable[..., Any]:
 
 class _SessionSandbox(BaseSandbox):
     """The Deep Agents sandbox protocol over a session, or over a provider of one per thread."""
-
-    # The file operations Deep Agents builds on execute: only execute itself streams output.
-    ls = _quiet(BaseSandbox.ls)
-    als = _quiet(BaseSandbox.als)
-    read = _quiet(BaseSandbox.read)
-    aread = _quiet(BaseSandbox.aread)
-    write = _quiet(BaseSandbox.write)
-    awrite = _quiet(BaseSandbox.awrite)
-    edit = _quiet(BaseSandbox.edit)
-    aedit = _quiet(BaseSandbox.aedit)
-    delete = _quiet(BaseSandbox.delete)
-    grep = _quiet(BaseSandbox.grep)
-    agrep = _quiet(BaseSandbox.agrep)
-    glob = _quiet(BaseSandbox.glob)
-    aglob = _quiet(BaseSandbox.aglob)
 
     # execute_with_offload is ours (see there), so Deep Agents' middleware may always use it.
     enable_capture_offload: bool = True
@@ -252,38 +238,32 @@ class _SessionSandbox(BaseSandbox):
         return ExecuteOffloadResult(offloaded=False, response=response)
 
     def _execute(self, command: str, timeout: int | None, max_chars: int) -> ExecuteResponse:
-        limit = self._limit(timeout)
-        session = self._session()
-        try:
-            result = session.run_command(
-                command, cwd=self._workdir, timeout=limit, on_output=_sync_relay(session)
-            )
-        except E2BInvalidArgumentError as exc:
-            return ExecuteResponse(output=f"Error: {exc}", exit_code=1)
-        output, truncated = _combined(result)
-        saved: str | None = None
-        if len(output) > max_chars:
-            try:
-                saved = session.save_output(output)
-            except (E2BFileError, OSError):  # the truncated text still says it is incomplete
-                saved = None
-        return _response(result, output, truncated, max_chars, saved)
+        return drive(self._execute_steps(command, timeout, max_chars))
 
     async def _aexecute(self, command: str, timeout: int | None, max_chars: int) -> ExecuteResponse:
+        return await adrive(self._execute_steps(command, timeout, max_chars))
+
+    def _current_session(self) -> Call:
+        return Call(self._session, self._asession)
+
+    def _execute_steps(
+        self, command: str, timeout: int | None, max_chars: int
+    ) -> Generator[Call, Any, ExecuteResponse]:
         limit = self._limit(timeout)
-        session = await self._asession()
+        session: E2BSandboxSession = yield self._current_session()
+        relay, arelay = _relays(session)
+        run = functools.partial(session.run_command, on_output=relay)
+        arun = functools.partial(session.arun_command, on_output=arelay)
         try:
-            result = await session.arun_command(
-                command, cwd=self._workdir, timeout=limit, on_output=_async_relay(session)
-            )
+            result = yield call(run, arun, command, cwd=self._workdir, timeout=limit)
         except E2BInvalidArgumentError as exc:
             return ExecuteResponse(output=f"Error: {exc}", exit_code=1)
         output, truncated = _combined(result)
         saved: str | None = None
         if len(output) > max_chars:
             try:
-                saved = await session.asave_output(output)
-            except (E2BFileError, OSError):
+                saved = yield call(session.save_output, session.asave_output, output)
+            except (E2BFileError, OSError):  # the truncated text still says it is incomplete
                 saved = None
         return _response(result, output, truncated, max_chars, saved)
 
@@ -291,27 +271,22 @@ class _SessionSandbox(BaseSandbox):
 
     def upload_files(self, files: list[tuple[str, bytes]]) -> list[FileUploadResponse]:
         """Write files (parent directories are created); one response per file, in order."""
-        session = self._session()
-        responses = []
-        for path, content in files:
-            error = _path_error(path)
-            if error is None:
-                try:
-                    session.write_file(path, content)
-                except E2BFileError as exc:
-                    error = _file_error(exc)
-            responses.append(FileUploadResponse(path=path, error=error))
-        return responses
+        return drive(self._upload_steps(files))
 
     async def aupload_files(self, files: list[tuple[str, bytes]]) -> list[FileUploadResponse]:
         """Async :meth:`upload_files`."""
-        session = await self._asession()
+        return await adrive(self._upload_steps(files))
+
+    def _upload_steps(
+        self, files: list[tuple[str, bytes]]
+    ) -> Generator[Call, Any, list[FileUploadResponse]]:
+        session: E2BSandboxSession = yield self._current_session()
         responses = []
         for path, content in files:
             error = _path_error(path)
             if error is None:
                 try:
-                    await session.awrite_file(path, content)
+                    yield call(session.write_file, session.awrite_file, path, content)
                 except E2BFileError as exc:
                     error = _file_error(exc)
             responses.append(FileUploadResponse(path=path, error=error))
@@ -319,35 +294,24 @@ class _SessionSandbox(BaseSandbox):
 
     def download_files(self, paths: list[str]) -> list[FileDownloadResponse]:
         """Read files; one response per path, in order."""
-        session = self._session()
-        responses = []
-        for path in paths:
-            error = _path_error(path)
-            content: bytes | None = None
-            if error is None:
-                try:
-                    if session.file_info(path).is_dir:
-                        error = "is_directory"
-                    else:
-                        content = session.read_file(path)
-                except E2BFileError as exc:
-                    error = _file_error(exc)
-            responses.append(FileDownloadResponse(path=path, content=content, error=error))
-        return responses
+        return drive(self._download_steps(paths))
 
     async def adownload_files(self, paths: list[str]) -> list[FileDownloadResponse]:
         """Async :meth:`download_files`."""
-        session = await self._asession()
+        return await adrive(self._download_steps(paths))
+
+    def _download_steps(self, paths: list[str]) -> Generator[Call, Any, list[FileDownloadResponse]]:
+        session: E2BSandboxSession = yield self._current_session()
         responses = []
         for path in paths:
             error = _path_error(path)
             content: bytes | None = None
             if error is None:
                 try:
-                    if (await session.afile_info(path)).is_dir:
+                    if (yield call(session.file_info, session.afile_info, path)).is_dir:
                         error = "is_directory"
                     else:
-                        content = await session.aread_file(path)
+                        content = yield call(session.read_file, session.aread_file, path)
                 except E2BFileError as exc:
                     error = _file_error(exc)
             responses.append(FileDownloadResponse(path=path, content=content, error=error))
@@ -395,6 +359,12 @@ class _SessionSandbox(BaseSandbox):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._sessions!r}, workdir={self._workdir!r})"
+
+
+# The file operations Deep Agents builds on execute: only execute itself streams output.
+_QUIETED = "ls als read aread write awrite edit aedit delete grep agrep glob aglob"
+for _name in _QUIETED.split():
+    setattr(_SessionSandbox, _name, _quiet(getattr(BaseSandbox, _name)))
 
 
 class E2BSandbox(_SessionSandbox):
@@ -542,11 +512,14 @@ def _writer() -> Any:
         return None
 
 
-def _sync_relay(session: E2BSandboxSession) -> _OutputCallback | None:
+def _relays(
+    session: E2BSandboxSession,
+) -> tuple[_OutputCallback | None, _AsyncOutputCallback | None]:
+    """Live-output callbacks for a command (blocking, async); ``None`` when nobody listens."""
     config = var_child_runnable_config.get()
     writer = _writer()
     if _QUIET.get() or (config is None and writer is None):
-        return None
+        return None, None
 
     def relay(stream: str, text: str) -> None:
         data = {"stream": stream, "text": text, "sandbox_id": session.sandbox_id}
@@ -554,16 +527,7 @@ def _sync_relay(session: E2BSandboxSession) -> _OutputCallback | None:
         if writer is not None:
             writer({"type": OUTPUT_EVENT, **data})
 
-    return relay
-
-
-def _async_relay(session: E2BSandboxSession) -> _AsyncOutputCallback | None:
-    config = var_child_runnable_config.get()
-    writer = _writer()
-    if _QUIET.get() or (config is None and writer is None):
-        return None
-
-    async def relay(stream: str, text: str) -> None:
+    async def arelay(stream: str, text: str) -> None:
         data = {"stream": stream, "text": text, "sandbox_id": session.sandbox_id}
         if config is not None and config.get("callbacks") is not None:
             with contextlib.suppress(RuntimeError):  # no run to attach the event to
@@ -571,7 +535,7 @@ def _async_relay(session: E2BSandboxSession) -> _AsyncOutputCallback | None:
         if writer is not None:
             writer({"type": OUTPUT_EVENT, **data})
 
-    return relay
+    return relay, arelay
 
 
 def _dispatch(config: RunnableConfig | None, data: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ import httpx
 from e2b import (
     AuthenticationException,
     CommandExitException,
+    ConnectionConfig,
     FileNotFoundException,
     FileType,
     InvalidArgumentException,
@@ -38,7 +39,7 @@ from e2b import (
     TimeoutException,
 )
 
-from langchain_e2b import _format
+from langchain_e2b import __version__, _format
 from langchain_e2b._backend import SandboxBackend
 from langchain_e2b._format import CodeResult, CommandResult, OutputCapture
 from langchain_e2b._steps import Call, Steps
@@ -54,6 +55,10 @@ from langchain_e2b.errors import (
 )
 
 logger = logging.getLogger("langchain_e2b.session")
+
+# Tags our traffic in the SDK's User-Agent. Configs read it when they are built, so it is set when
+# the LangChain side first loads: every session reaches the SDK through this module.
+ConnectionConfig.set_integration(f"langchain-e2b/{__version__}")
 
 T = TypeVar("T")
 

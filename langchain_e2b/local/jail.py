@@ -95,22 +95,26 @@ class Limits:
     ptys: int = 64
 
 
-# Starts the agent without running ``langchain_e2b/__init__.py``, which imports LangChain and the
-# E2B SDK: the agent needs neither, and they would cost every sandbox some 70 MB (an agent's
-# interpreter holds about 27 MB with this, 95 MB with ``python -m``). ``langchain_e2b.local``'s own
-# ``__init__`` loads nothing, so only the root package is stood in for.
-_AGENT_BOOTSTRAP = """\
-import runpy, sys, types
-module = types.ModuleType("langchain_e2b")
-module.__path__ = [{root!r}]
-sys.modules["langchain_e2b"] = module
-runpy.run_module("langchain_e2b.local.agent", run_name="__main__", alter_sys=True)
-"""
+AGENT_MODULE = "langchain_e2b.local.agent"
 
 
-def agent_command(python: str, package_dir: str) -> list[str]:
-    """The command that starts the agent with ``python``; the package lives at ``package_dir``."""
-    return [python, "-c", _AGENT_BOOTSTRAP.format(root=package_dir)]
+def agent_command(python: str) -> list[str]:
+    """The command that starts the agent with ``python``: a plain ``python -m``.
+
+    The root package loads its LangChain side lazily and ``langchain_e2b.local`` loads nothing,
+    so the agent's interpreter holds only the runtime's own modules.
+    """
+    return [python, "-m", AGENT_MODULE]
+
+
+def agent_pythonpath(package_dir: str, rest: str | None = None) -> str:
+    """``PYTHONPATH`` for the agent: the package at ``package_dir`` first, then ``rest``.
+
+    The package itself comes first so the agent always runs the runtime's own code, not another
+    copy on the path.
+    """
+    first = os.path.dirname(package_dir.rstrip("/"))
+    return f"{first}:{rest}" if rest else first
 
 
 def bwrap_binary() -> str:
@@ -279,7 +283,9 @@ def bwrap_command(
         cmd += ["--setenv", key, value]
     if seccomp_fd is not None:
         cmd += ["--seccomp", str(seccomp_fd)]
-    cmd += agent_command(layout.python, f"{JAIL_LIB}/langchain_e2b")
+    pythonpath = agent_pythonpath(f"{JAIL_LIB}/langchain_e2b", layout.env.get("PYTHONPATH"))
+    cmd += ["--setenv", "PYTHONPATH", pythonpath]
+    cmd += agent_command(layout.python)
     return cmd
 
 

@@ -306,9 +306,10 @@ class Supervisor:
                 "LANGCHAIN_E2B_AGENT": config,
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "HOME": str(home),
+                "PYTHONPATH": jail.agent_pythonpath(jail.PACKAGE_DIR),
             }
             return subprocess.Popen(
-                jail.agent_command(sys.executable, jail.PACKAGE_DIR),
+                jail.agent_command(sys.executable),
                 pass_fds=(fd,),
                 stdin=subprocess.DEVNULL,
                 stdout=output.write_fd,

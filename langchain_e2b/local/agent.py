@@ -6,22 +6,42 @@ and a listening unix socket on the descriptor it names (see docs/local-runtime.m
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ctypes
-import json
-import logging
 import os
-import shutil
-import signal
+import site
 import sys
-import tempfile
-from collections.abc import Generator, Mapping
-from typing import Any
 
-import uvicorn
 
-from langchain_e2b.local._http import (
+def _drop_writable_import_paths() -> None:
+    """Forget the import paths that sandbox code can write.
+
+    These are its home (the agent's working directory, which ``-m`` puts first on ``sys.path``)
+    and the user's site-packages. Modules the agent imports later (the standard library imports
+    many on first use) would otherwise be looked up there first, and a file planted by sandbox
+    code would run inside the agent, with its socket and every later request.
+    """
+    cwd = os.getcwd()
+    user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
+    sys.path[:] = [
+        path for path in sys.path if path and os.path.abspath(path) not in (cwd, user_site)
+    ]
+
+
+_drop_writable_import_paths()
+
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import ctypes  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Generator, Mapping  # noqa: E402
+from typing import Any  # noqa: E402
+
+import uvicorn  # noqa: E402
+
+from langchain_e2b.local._http import (  # noqa: E402
     ClientDisconnected,
     Receive,
     Scope,
@@ -32,7 +52,7 @@ from langchain_e2b.local._http import (
     send_json,
     send_response,
 )
-from langchain_e2b.local.envd import Envd
+from langchain_e2b.local.envd import Envd  # noqa: E402
 
 logger = logging.getLogger("langchain_e2b.local.agent")
 
@@ -252,6 +272,7 @@ def main() -> None:
     home = config.get("home")
     if home and os.path.isdir(home):
         os.chdir(home)
+        _drop_writable_import_paths()
     sys.exit(asyncio.run(serve(config)))
 
 

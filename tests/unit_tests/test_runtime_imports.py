@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 _IMPORT_ALL = """
 import importlib, pkgutil
@@ -66,3 +67,29 @@ def test_the_root_package_loads_a_public_name_on_first_use() -> None:
     modules = _modules_after("import langchain_e2b\nlangchain_e2b.E2BSandboxSession")
     assert "langchain_e2b.session" in modules
     assert "langchain_e2b.deepagents" not in modules
+
+
+def test_the_agent_imports_nothing_from_its_writable_home(tmp_path: Path) -> None:
+    # The agent runs with the sandbox's home as its working directory, which sandbox code can
+    # write; a module planted there must never be what the agent imports later on (here
+    # difflib, which the agent has not imported yet).
+    planted = tmp_path / "planted"
+    (tmp_path / "difflib.py").write_text(f"open({str(planted)!r}, 'w').close()\n")
+    script = (
+        "import sys\n"
+        "import langchain_e2b.local.agent\n"
+        "assert 'difflib' not in sys.modules\n"
+        "import difflib\n"
+        "print(difflib.__file__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not planted.exists(), "a module planted in the agent's working directory ran"
+    assert str(tmp_path) not in done.stdout

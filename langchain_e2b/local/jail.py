@@ -25,7 +25,8 @@ jail runs under a seccomp filter (``seccomp``) that denies ``AF_VSOCK`` sockets,
 reboot and the like. When the runtime runs as root, the jail has its own devpts instance with at
 most ``Limits.ptys`` PTYs, so it cannot take the host's pool from other sandboxes. The agent makes
 itself non-dumpable: sandbox code, which runs as the same uid, can neither ptrace it nor read its
-``/proc`` entries nor take its listening socket with ``pidfd_getfd``. Without network, the jail has
+``/proc`` entries nor take its listening socket with ``pidfd_getfd``; and it imports nothing from
+a path sandbox code can write (its home, ``~/.local``). Without network, the jail has
 only its own loopback, so it cannot reach the host's loopback (or this server). The gateway reaches
 the agent through a unix socket that is created on the host and handed to the agent as an open
 descriptor, so no host directory is mounted for it.

@@ -282,9 +282,14 @@ class Jobs:
         session = self.session
         if wait > 0 and job.state == "running" and job.pid is not None:
             # Follow the log until the job ends or `wait` passes; each chunk reaches on_output.
+            # When the job has ended, its launcher writes the exit code a moment later: give it
+            # that moment, so the look below does not report a finished job as running.
+            exit_file = shlex.quote(self._exit_file(job))
             follow = (
                 f"timeout {wait:g} tail -c +{job.read_bytes + 1} --pid={job.pid} -f "
-                f"{shlex.quote(job.log_path)}; true"
+                f"{shlex.quote(job.log_path)}; "
+                f"if ! kill -0 {job.pid} 2>/dev/null; then "
+                f"for _ in $(seq 30); do [ -e {exit_file} ] && break; sleep 0.1; done; fi; true"
             )
             yield call(
                 session.run_command,

@@ -24,15 +24,14 @@ test: setup
 # The same suite against the oldest releases pyproject.toml allows: each dependency pinned to its
 # lower bound (packages the project does not name resolve to their newest allowed release).
 # Left out there, because they cannot apply to those releases:
-# - the deepagents extra and what needs it (tests/deepagents, the deep-agent example and how-to
-#   snippets, the public-API test that imports every export): deepagents 0.7 needs
+# - the deepagents extra and what needs it (tests/deep_agents, the deep-agent example and how-to
+#   snippets): deepagents 0.7 needs
 #   langchain-core >= 1.5 and Python >= 3.11, so it cannot be installed beside the oldest
 #   langchain-core the rest supports;
 # - the two tests of Commands.stream_input, which the e2b SDK has only from 2.58.0;
 # - the caller-memory test: only e2b >= 2.63.0 can stop keeping a command's whole output
 #   (retain_output=False); older releases keep it in the caller, as the README says.
-LOWEST_SKIP := --ignore=tests/deepagents -k 'not deepagents and not deep_agent' \
-	--deselect tests/unit_tests/test_public_api.py::test_all_is_pinned_and_sorted \
+LOWEST_SKIP := --ignore=tests/deep_agents -k 'not deepagents and not deep_agent' \
 	--deselect tests/local_runtime/test_envd_sdk.py::test_stream_input \
 	--deselect tests/local_runtime/test_envd_sdk.py::test_async_stdin_stream \
 	--deselect tests/reliability/test_caller_memory.py::test_long_output_grows_the_caller_by_a_bounded_amount

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Examples that need an optional extra have their own test beside that extra's tests.
-TESTED_ELSEWHERE = {"deep_agent.py": "tests/deepagents/test_example.py"}
+TESTED_ELSEWHERE = {"deep_agent.py": "tests/deep_agents/test_example.py"}
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if p.name not in TESTED_ELSEWHERE)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

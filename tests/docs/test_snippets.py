@@ -100,8 +100,6 @@ def local_runtime_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         yield
 
 
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
 def _importable(module: str) -> bool:
     """Whether ``module`` is installed (a real package, not a same-named test directory)."""
     try:
@@ -111,6 +109,8 @@ def _importable(module: str) -> bool:
     return spec is not None and spec.origin is not None
 
 
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
 def test_snippet_runs(block: Block) -> None:
     if block.skip:
         pytest.skip(f"marked in the page: {block.skip}")

@@ -14,7 +14,7 @@ from e2b_code_interpreter import Sandbox
 from langchain_e2b.local import LocalRuntime
 from tests.security.conftest import Hostile, py
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 
 def _process_tree(pid: int) -> list[int]:
@@ -82,23 +82,23 @@ def _deno_kernel(sandbox_pid: int) -> tuple[list[int], str]:
     raise AssertionError("no Deno kernel in the sandbox")
 
 
+# Signed (or unsigned) execute requests sent straight over ZeroMQ: no client threads, no
+# heartbeat, one socket per port and key, so the attack itself cannot stall on a busy machine.
 _SEND = """\
 import time
-from jupyter_client import BlockingKernelClient
-clients = []
+import zmq
+from jupyter_client.session import Session
+context = zmq.Context()
 for port in {ports!r}:
     for key in {keys!r}:
-        client = BlockingKernelClient()
-        client.load_connection_info({{
-            'transport': 'tcp', 'ip': '127.0.0.1', 'shell_port': port, 'control_port': port,
-            'iopub_port': port, 'stdin_port': port, 'hb_port': port, 'key': key,
-            'signature_scheme': 'hmac-sha256'}})
-        client.start_channels()
-        client.execute("Deno.writeTextFileSync('/home/user/{name}', 'x')")
-        clients.append(client)
+        socket = context.socket(zmq.DEALER)
+        socket.connect(f'tcp://127.0.0.1:{{port}}')
+        Session(key=key.encode()).send(socket, 'execute_request', {{
+            'code': "Deno.writeTextFileSync('/home/user/{name}', 'x')", 'silent': False,
+            'store_history': True, 'user_expressions': {{}}, 'allow_stdin': False,
+            'stop_on_error': True}})
 time.sleep(2)
-for client in clients:
-    client.stop_channels()
+context.destroy(linger=0)
 """
 
 
@@ -122,12 +122,12 @@ def test_other_sandbox_cannot_run_code_in_a_javascript_context(networked: LocalR
         )
         # The attacker reaches every port: only the messages' signature can stop it.
         assert reached == "reached\n"
-        py(attacker, _SEND.format(ports=ports, keys=["guessed-key", ""], name="pwned"))
+        py(attacker, _SEND.format(ports=ports, keys=["guessed-key", ""], name="pwned"), timeout=180)
         time.sleep(1)
         assert not victim.files.exists("/home/user/pwned")
         # The same attack with the key (which only the victim's agent holds) does run code:
         # what stopped it above was the signature check.
-        py(attacker, _SEND.format(ports=ports, keys=[key], name="control"))
+        py(attacker, _SEND.format(ports=ports, keys=[key], name="control"), timeout=180)
         deadline = time.monotonic() + 10
         while not victim.files.exists("/home/user/control") and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -92,7 +92,12 @@ def hostile() -> Iterator[Hostile]:
         shutil.rmtree(host_tmp, ignore_errors=True)
 
 
-def sh(sandbox: Sandbox, cmd: str, timeout: float = 60) -> tuple[int, str, str]:
+# Generous on purpose: an attack that should finish in seconds can take minutes on a busy CI
+# machine, and a failure should mean the defence, not the machine's load.
+CALL_TIMEOUT = 180
+
+
+def sh(sandbox: Sandbox, cmd: str, timeout: float = CALL_TIMEOUT) -> tuple[int, str, str]:
     """Run ``cmd`` in the sandbox; (exit code, stdout, stderr) whatever the exit code."""
     try:
         done = sandbox.commands.run(cmd, timeout=timeout)
@@ -101,7 +106,7 @@ def sh(sandbox: Sandbox, cmd: str, timeout: float = 60) -> tuple[int, str, str]:
     return done.exit_code, done.stdout, done.stderr
 
 
-def py(sandbox: Sandbox, code: str, timeout: float = 60) -> str:
+def py(sandbox: Sandbox, code: str, timeout: float = CALL_TIMEOUT) -> str:
     """Run Python code in the sandbox's kernel; its stdout (the error, if any, is raised)."""
     execution = sandbox.run_code(code, timeout=timeout)
     if execution.error is not None:

@@ -275,6 +275,10 @@ class Stream:
         """Send one message of the stream."""
         await send_message(self._send, message)
 
+    async def send_frame(self, frame: bytes) -> None:
+        """Send one message of the stream that is already framed (see :func:`envelope`)."""
+        await self._send({"type": "http.response.body", "body": frame, "more_body": True})
+
 
 async def start_stream(send: Send) -> None:
     """Begin a streaming response (always 200; errors travel in the end-stream envelope)."""

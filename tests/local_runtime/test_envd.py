@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.local_runtime.conftest import AgentClient, AgentProcess, b64, envelope, start_agent
+from langchain_e2b.local import _connect, envd_process
+from tests.local_runtime.conftest import (
+    AgentClient,
+    AgentProcess,
+    b64,
+    envelope,
+    parse_envelopes,
+    start_agent,
+)
 
 # -- basics ----------------------------------------------------------------------------------------
 
@@ -174,6 +182,77 @@ async def test_keepalives(envd_client: AgentClient) -> None:
     )
     assert {"event": {"keepalive": {}}} in messages
     assert end["exited"] is True
+
+
+def _stdout_sizes(messages: list[Any]) -> list[int]:
+    return [
+        len(base64.b64decode(m["event"]["data"]["stdout"]))
+        for m in messages
+        if "stdout" in m["event"].get("data", {})
+    ]
+
+
+async def test_output_that_waited_for_the_client_goes_out_in_larger_messages(
+    envd_client: AgentClient,
+) -> None:
+    # A client slower than the process gets the reads queued meanwhile together: fewer messages
+    # for the gateway and the SDK to handle, the same bytes.
+    size = 8_000_000
+    process = {"cmd": "/bin/bash", "args": ["-c", f"head -c {size} /dev/zero | tr '\\0' x"]}
+    async with envd_client.stream(
+        "process.Process/Start", {"process": process, "stdin": False}
+    ) as response:
+        chunks = response.aiter_raw()
+        data = bytearray(await anext(chunks))
+        await asyncio.sleep(1)  # the process fills every buffer on the way meanwhile
+        async for chunk in chunks:
+            data += chunk
+    frames = parse_envelopes(bytes(data))
+    messages = [m for _, m in frames[:-1]]
+    assert frames[-1] == (2, {})
+    assert messages[-1]["event"]["end"] == {"exited": True, "status": "exit status 0"}
+    out = b"".join(
+        base64.b64decode(m["event"]["data"]["stdout"])
+        for m in messages
+        if "stdout" in m["event"].get("data", {})
+    )
+    assert out == b"x" * size
+    sizes = _stdout_sizes(messages)
+    read_chunk, most = envd_process.READ_CHUNK, envd_process.MAX_DATA_MESSAGE
+    assert max(sizes) > read_chunk, "no message carried more than one read"
+    assert max(sizes) < most + read_chunk
+
+
+async def test_output_that_comes_slowly_goes_out_at_once(envd_client: AgentClient) -> None:
+    process = {"cmd": "/bin/bash", "args": ["-c", "echo a; sleep 0.5; echo b"]}
+    async with envd_client.stream(
+        "process.Process/Start", {"process": process, "stdin": False}
+    ) as response:
+        data = bytearray()
+        chunks = response.aiter_raw()
+        async for chunk in chunks:
+            data += chunk
+            if b64("a\n").encode() in data:
+                break  # the first line arrived before the second was printed
+        started = time.monotonic()
+        async for chunk in chunks:
+            data += chunk
+    assert time.monotonic() - started > 0.2, "the first line waited for the second"
+    messages = [m for _, m in parse_envelopes(bytes(data))[:-1]]
+    assert [base64.b64decode(m["event"]["data"]["stdout"]) for m in messages[1:-1]] == [
+        b"a\n",
+        b"b\n",
+    ]
+
+
+def test_data_messages_are_framed_as_connect_json() -> None:
+    # Written without a JSON encoder: the bytes must be what the encoder would have made.
+    for kind in ("stdout", "stderr", "pty"):
+        for data in (b"", b"a", b'\x00\xff\n"\\', os.urandom(100_000)):
+            message = {"event": {"data": {kind: b64(data)}}}
+            framed = _connect.envelope(message)
+            assert envd_process._data_frame(kind, [data[:3], data[3:]]) == framed
+            assert envd_process._data_frame(kind, [data]) == framed
 
 
 async def test_stdin_send_and_close(envd_client: AgentClient) -> None:

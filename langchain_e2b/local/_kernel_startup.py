@@ -1,20 +1,25 @@
 """Code loaded into every IPython kernel at start: E2B display formatters and env helpers.
 
 The kernel loads this file by path (not as part of the ``langchain_e2b`` package, whose import
-would pull the whole SDK into every kernel), under the module name ``_langchain_e2b_kernel``.
-Nothing here imports pandas or matplotlib: the formatters only look at ``sys.modules``, so a
-kernel that never touches them never pays for them, and idle kernels stay small.
+would pull the whole SDK into every kernel), under the module name ``_langchain_e2b_kernel``:
+its launcher calls :func:`before_kernel` before importing ipykernel, and :func:`install` runs
+once the shell exists. Nothing here imports pandas or matplotlib: the formatters only look at
+``sys.modules``, so a kernel that never touches them never pays for them, and idle kernels stay
+small.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import json
 import math
 import os
 import sys
+import threading
 from typing import Any
 
 from IPython.core.formatters import BaseFormatter
@@ -34,7 +39,70 @@ STREAM_FLUSH_CHARS = 1 << 20
 # keeps live output within a tick of the print that made it, at a few more messages a second.
 STREAM_FLUSH_INTERVAL = 0.05
 
+# Packages whose ``__init__`` waits until something asks for a name it defines, with the names
+# ipykernel takes from them at start and the submodule defining each. jupyter_client's
+# ``__init__`` imports its kernel manager, kernel specs and provisioners, and with them
+# importlib.metadata, email, zipfile and csv: 35 modules and 1.6 MB in every kernel, which
+# only needs its connection-file helpers and message session.
+_DEFERRED_INITS = {
+    "jupyter_client": {
+        "write_connection_file": "connect",
+        "find_connection_file": "connect",
+        # The default of a trait of ipykernel's application, resolved when it starts.
+        "BlockingKernelClient": "blocking",
+    },
+}
+# Optional imports ipykernel's dependencies try at start and a kernel never uses, hidden from
+# them while the kernel starts and given back to user code by :func:`install`. debugpy (hidden
+# by the launcher) would load pydevd, some 100 modules and 10 MB, for a debugger nobody
+# attaches; tornado's logging uses colorama only to colour a Windows console.
+_HIDDEN_AT_START = ("debugpy", "colorama")
+
 _saved_env: list[dict[str, str | None]] = []
+
+
+def defer_package_init(name: str, names: dict[str, str]) -> None:
+    """Import package ``name`` without running its ``__init__`` until a name of it is needed.
+
+    The package's submodules import as usual, and each attribute in ``names`` (attribute ->
+    submodule) is bound from its submodule at once. Asking the package for any other attribute
+    runs its ``__init__`` first, so from then on it is exactly what a plain import makes it.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    loader = spec.loader if spec is not None else None
+    if spec is None or loader is None or spec.submodule_search_locations is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+    lock = threading.Lock()
+
+    def run_init() -> None:
+        with lock:
+            if package.__dict__.pop("__getattr__", None) is not None:
+                loader.exec_module(package)
+
+    def load_then_get(attr: str) -> Any:
+        run_init()
+        return getattr(package, attr)
+
+    package.__dict__["__getattr__"] = load_then_get
+    sys.modules[name] = package
+    try:
+        for attr, submodule in names.items():
+            value = getattr(importlib.import_module(f"{name}.{submodule}"), attr)
+            package.__dict__[attr] = value
+    except (ImportError, AttributeError):
+        # Another release of the package: import it whole, as a plain import would.
+        run_init()
+
+
+def before_kernel() -> None:
+    """Prepare the interpreter before ipykernel is imported (the kernel's launcher calls it)."""
+    for name in _HIDDEN_AT_START:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    for name, names in _DEFERRED_INITS.items():
+        defer_package_init(name, names)
 
 
 def show_pil_images(image_module: Any) -> None:
@@ -269,9 +337,10 @@ def show_cell_syntax_errors(shell: Any) -> None:
 
 def install(shell: Any) -> None:
     """Register the E2B formatters on an IPython shell."""
-    if "debugpy" in sys.modules and sys.modules["debugpy"] is None:
-        # The launcher hid it from ipykernel only; user code may still import it.
-        del sys.modules["debugpy"]
+    for name in _HIDDEN_AT_START:
+        if name in sys.modules and sys.modules[name] is None:
+            # Hidden from ipykernel's start only; user code may still import it.
+            del sys.modules[name]
     for stream in (sys.stdout, sys.stderr):
         if type(stream).__name__ == "OutStream":
             bound_stream(stream)

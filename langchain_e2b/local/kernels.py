@@ -73,25 +73,23 @@ _STARTUP_FILE = Path(__file__).with_name("_kernel_startup.py")
 
 
 def _loader_source() -> str:
-    # Loads _kernel_startup.py by path under a private module name, leaving no names behind in
-    # the user's namespace. It runs as an IPython exec_file: unlike exec_lines, those do not run
-    # as a cell, whose end would undo the stream patches install() makes.
-    return (
-        "import importlib.util as _u, sys as _s\n"
-        f"_p = _u.spec_from_file_location({_STARTUP_MODULE!r}, {str(_STARTUP_FILE)!r})\n"
-        "_m = _u.module_from_spec(_p)\n"
-        "_s.modules[_p.name] = _m\n"
-        "_p.loader.exec_module(_m)\n"
-        "_m.install(get_ipython())\n"
-        "del _u, _s, _p, _m\n"
-    )
+    # Installs the formatters of _kernel_startup.py (loaded by the launcher), leaving no names
+    # behind in the user's namespace. It runs as an IPython exec_file: unlike exec_lines, those
+    # do not run as a cell, whose end would undo the stream patches install() makes.
+    return f"__import__({_STARTUP_MODULE!r}).install(get_ipython())\n"
 
 
 # What ``python -m ipykernel_launcher`` does, except that debugpy is hidden while the kernel
 # starts: ipykernel would otherwise load it (and pydevd, some 100 modules and ~10 MB) into every
-# kernel for a debugger nobody attaches. _kernel_startup.py unhides it for user code.
+# kernel for a debugger nobody attaches. _kernel_startup.py unhides it for user code. That file
+# is loaded first, by path under a private module name, and its before_kernel() keeps modules
+# a kernel never uses out of it (about 2 MB of every idle kernel).
 _LAUNCHER = (
     "import sys; sys.path[0] == '' and sys.path.pop(0); sys.modules['debugpy'] = None; "
+    "import importlib.util as u; "
+    f"s = u.spec_from_file_location({_STARTUP_MODULE!r}, {str(_STARTUP_FILE)!r}); "
+    "m = u.module_from_spec(s); sys.modules[s.name] = m; s.loader.exec_module(m); "
+    "m.before_kernel(); "
     "from ipykernel import kernelapp; kernelapp.launch_new_instance()"
 )
 

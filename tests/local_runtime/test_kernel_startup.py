@@ -1,0 +1,73 @@
+"""What the Python kernel loads at start, through the real SDK: small when idle, whole when used."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from e2b_code_interpreter import Sandbox
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(bool(os.environ.get("E2B_API_KEY")), reason="this runtime's kernels"),
+]
+
+# Modules ipykernel's dependencies would import at start that an idle kernel has no use for.
+LEFT_OUT = ["jupyter_client.manager", "jupyter_client.kernelspec", "importlib.metadata", "colorama"]
+
+
+@pytest.fixture
+def sandbox(e2b_connection: dict[str, Any]) -> Iterator[Sandbox]:
+    # A fresh sandbox per test: each checks what its kernel has imported so far.
+    sbx = Sandbox.create(**e2b_connection)
+    try:
+        yield sbx
+    finally:
+        sbx.kill()
+
+
+def value(sandbox: Sandbox, code: str) -> Any:
+    execution = sandbox.run_code(code)
+    assert execution.error is None, execution.error
+    assert execution.text is not None
+    return json.loads(execution.text)
+
+
+def test_idle_kernel_leaves_unused_modules_out(sandbox: Sandbox) -> None:
+    assert value(sandbox, "1+1") == 2
+    loaded = value(
+        sandbox, f"import sys, json; json.dumps([m for m in {LEFT_OUT!r} if m in sys.modules])"
+    )
+    assert loaded == []
+
+
+def test_user_code_gets_the_whole_jupyter_client(sandbox: Sandbox) -> None:
+    import jupyter_client
+    from jupyter_client._version import __version__
+
+    got = value(
+        sandbox,
+        "import json, jupyter_client\n"
+        "from jupyter_client import AsyncKernelManager\n"
+        "json.dumps([jupyter_client.KernelManager.__module__, AsyncKernelManager.__name__,"
+        " jupyter_client.__version__, hasattr(jupyter_client, 'no_such_name'),"
+        " sorted(dir(jupyter_client))])",
+    )
+    assert got == [
+        "jupyter_client.manager",
+        "AsyncKernelManager",
+        __version__,
+        False,
+        sorted(dir(jupyter_client)),
+    ]
+
+
+def test_user_code_can_import_what_the_start_hid(sandbox: Sandbox) -> None:
+    got = value(
+        sandbox, "import json, colorama, debugpy\njson.dumps([colorama.__name__, debugpy.__name__])"
+    )
+    assert got == ["colorama", "debugpy"]

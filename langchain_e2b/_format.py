@@ -160,30 +160,36 @@ class OutputCapture:
         self.omitted = 0
         """Characters dropped from the middle."""
 
-    def add(self, text: str) -> str:
-        """Take the next chunk of the stream; return the text dropped from the middle for it."""
+    def add(self, text: str) -> None:
+        """Take the next chunk of the stream."""
         room = self.head_limit - self._head_len
         if room > 0:
             self._head.append(text[:room])
             self._head_len += min(room, len(text))
             text = text[room:]
         if not text:
-            return ""
+            return
+        if len(text) >= self.tail_limit:
+            # The chunk alone fills the tail: copy only its end (a chunk can be a megabyte, and
+            # this runs for every one while a sandbox prints).
+            self.omitted += self._tail_len + len(text) - self.tail_limit
+            self._tail.clear()
+            self._tail.append(text[len(text) - self.tail_limit :])
+            self._tail_len = self.tail_limit
+            return
         self._tail.append(text)
         self._tail_len += len(text)
-        dropped: list[str] = []
         while self._tail_len > self.tail_limit:
             excess = self._tail_len - self.tail_limit
             first = self._tail[0]
             if len(first) <= excess:
                 self._tail.popleft()
-                dropped.append(first)
+                dropped = len(first)
             else:
                 self._tail[0] = first[excess:]
-                dropped.append(first[:excess])
-            self._tail_len -= len(dropped[-1])
-            self.omitted += len(dropped[-1])
-        return "".join(dropped)
+                dropped = excess
+            self._tail_len -= dropped
+            self.omitted += dropped
 
     def head(self) -> str:
         """The kept head."""

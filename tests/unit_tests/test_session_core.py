@@ -233,15 +233,32 @@ def test_notice_names_a_dead_embedded_runtime_of_another_process(
 
 def test_capture_keeps_head_and_tail_and_counts_the_middle() -> None:
     capture = OutputCapture(1_000)
-    dropped = "".join(capture.add(f"line {n:06d}\n") for n in range(10_000))
+    for n in range(10_000):
+        capture.add(f"line {n:06d}\n")
     text = capture.text("see /tmp/full")
     assert text.startswith("line 000000\n")
     assert text.endswith("line 009999\n")
-    assert capture.omitted == len(dropped) == 12 * 10_000 - 1_000
+    assert capture.omitted == 12 * 10_000 - 1_000
     assert f"[... {capture.omitted} characters of output not kept here; see /tmp/full ...]" in text
-    assert capture.head() + dropped + capture.tail() == "".join(
-        f"line {n:06d}\n" for n in range(10_000)
-    )
+    full = "".join(f"line {n:06d}\n" for n in range(10_000))
+    assert capture.head() == full[:400]
+    assert capture.tail() == full[-600:]
+
+
+@pytest.mark.parametrize("sizes", [[1], [7, 250], [599, 600, 601], [5_000, 3, 40_000, 17]])
+def test_capture_of_any_chunk_sizes_is_the_streams_head_and_tail(sizes: list[int]) -> None:
+    # Chunks smaller and larger than the whole budget, in any order, keep the same text.
+    capture = OutputCapture(1_000)
+    full = ""
+    for round_ in range(30):
+        for size in sizes:
+            chunk = "".join(chr(65 + (round_ + i) % 26) for i in range(size))
+            capture.add(chunk)
+            full += chunk
+            kept = min(len(full), 400) + max(0, min(len(full) - 400, 600))
+            assert capture.head() == full[:400]
+            assert capture.tail() == full[min(len(full), 400) :][-600:]
+            assert capture.omitted == len(full) - kept
 
 
 def test_streams_empty_the_code_interpreter_sdks_own_copy() -> None:

@@ -66,7 +66,8 @@ def defer_package_init(name: str, names: dict[str, str]) -> None:
 
     The package's submodules import as usual, and each attribute in ``names`` (attribute ->
     submodule) is bound from its submodule at once. Asking the package for any other attribute
-    runs its ``__init__`` first, so from then on it is exactly what a plain import makes it.
+    runs its ``__init__`` first (so does listing its names), so from then on it is exactly what
+    a plain import makes it.
     """
     if name in sys.modules:
         return
@@ -80,13 +81,19 @@ def defer_package_init(name: str, names: dict[str, str]) -> None:
     def run_init() -> None:
         with lock:
             if package.__dict__.pop("__getattr__", None) is not None:
+                package.__dict__.pop("__dir__", None)
                 loader.exec_module(package)
 
     def load_then_get(attr: str) -> Any:
         run_init()
         return getattr(package, attr)
 
+    def load_then_list() -> list[str]:
+        run_init()
+        return dir(package)
+
     package.__dict__["__getattr__"] = load_then_get
+    package.__dict__["__dir__"] = load_then_list
     sys.modules[name] = package
     try:
         for attr, submodule in names.items():

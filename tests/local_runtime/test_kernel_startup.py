@@ -52,12 +52,14 @@ def test_user_code_gets_the_whole_jupyter_client(sandbox: Sandbox) -> None:
     got = value(
         sandbox,
         "import json, jupyter_client\n"
+        "names = sorted(dir(jupyter_client))\n"
         "from jupyter_client import AsyncKernelManager\n"
-        "json.dumps([jupyter_client.KernelManager.__module__, AsyncKernelManager.__name__,"
+        "json.dumps([names, jupyter_client.KernelManager.__module__, AsyncKernelManager.__name__,"
         " jupyter_client.__version__, hasattr(jupyter_client, 'no_such_name'),"
         " sorted(dir(jupyter_client))])",
     )
     assert got == [
+        sorted(dir(jupyter_client)),
         "jupyter_client.manager",
         "AsyncKernelManager",
         __version__,

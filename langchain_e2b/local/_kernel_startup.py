@@ -55,8 +55,9 @@ _DEFERRED_INITS = {
 # Optional imports ipykernel's dependencies try at start and a kernel never uses, hidden from
 # them while the kernel starts and given back to user code by :func:`install`. debugpy (hidden
 # by the launcher) would load pydevd, some 100 modules and 10 MB, for a debugger nobody
-# attaches; tornado's logging uses colorama only to colour a Windows console.
-_HIDDEN_AT_START = ("debugpy", "colorama")
+# attaches. tornado's logging would use curses (and its libraries, 0.4 MB) or colorama only to
+# colour a terminal, and a kernel's stderr is never one.
+_HIDDEN_AT_START = ("debugpy", "colorama", "curses")
 
 _saved_env: list[dict[str, str | None]] = []
 

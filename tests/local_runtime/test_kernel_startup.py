@@ -17,7 +17,13 @@ pytestmark = [
 ]
 
 # Modules ipykernel's dependencies would import at start that an idle kernel has no use for.
-LEFT_OUT = ["jupyter_client.manager", "jupyter_client.kernelspec", "importlib.metadata", "colorama"]
+LEFT_OUT = [
+    "jupyter_client.manager",
+    "jupyter_client.kernelspec",
+    "importlib.metadata",
+    "colorama",
+    "curses",
+]
 
 
 @pytest.fixture
@@ -70,6 +76,8 @@ def test_user_code_gets_the_whole_jupyter_client(sandbox: Sandbox) -> None:
 
 def test_user_code_can_import_what_the_start_hid(sandbox: Sandbox) -> None:
     got = value(
-        sandbox, "import json, colorama, debugpy\njson.dumps([colorama.__name__, debugpy.__name__])"
+        sandbox,
+        "import json, colorama, curses, debugpy\n"
+        "json.dumps([colorama.__name__, curses.__name__, debugpy.__name__])",
     )
-    assert got == ["colorama", "debugpy"]
+    assert got == ["colorama", "curses", "debugpy"]

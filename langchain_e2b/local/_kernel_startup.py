@@ -56,8 +56,10 @@ _DEFERRED_INITS = {
 # them while the kernel starts and given back to user code by :func:`install`. debugpy (hidden
 # by the launcher) would load pydevd, some 100 modules and 10 MB, for a debugger nobody
 # attaches. tornado's logging would use curses (and its libraries, 0.4 MB) or colorama only to
-# colour a terminal, and a kernel's stderr is never one.
-_HIDDEN_AT_START = ("debugpy", "colorama", "curses")
+# colour a terminal, and a kernel's stderr is never one. ctypes would be loaded only by
+# dateutil's Windows time zones (whose import fails on Linux all the same) and for ipykernel's
+# Windows parent poller.
+_HIDDEN_AT_START = ("debugpy", "colorama", "curses", "ctypes")
 
 _saved_env: list[dict[str, str | None]] = []
 

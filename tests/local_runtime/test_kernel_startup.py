@@ -23,6 +23,7 @@ LEFT_OUT = [
     "importlib.metadata",
     "colorama",
     "curses",
+    "ctypes",
 ]
 
 
@@ -77,7 +78,8 @@ def test_user_code_gets_the_whole_jupyter_client(sandbox: Sandbox) -> None:
 def test_user_code_can_import_what_the_start_hid(sandbox: Sandbox) -> None:
     got = value(
         sandbox,
-        "import json, colorama, curses, debugpy\n"
-        "json.dumps([colorama.__name__, curses.__name__, debugpy.__name__])",
+        "import json, colorama, ctypes, curses, debugpy\n"
+        "json.dumps([m.__name__ for m in (colorama, ctypes, curses, debugpy)]"
+        " + [ctypes.sizeof(ctypes.c_int32)])",
     )
-    assert got == ["colorama", "curses", "debugpy"]
+    assert got == ["colorama", "ctypes", "curses", "debugpy", 4]

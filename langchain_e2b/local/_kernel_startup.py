@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import threading
+import types
 from typing import Any
 
 from IPython.core.formatters import BaseFormatter
@@ -43,8 +44,11 @@ STREAM_FLUSH_INTERVAL = 0.05
 # ipykernel takes from them at start and the submodule defining each. jupyter_client's
 # ``__init__`` imports its kernel manager, kernel specs and provisioners, and with them
 # importlib.metadata, email, zipfile and csv: 35 modules and 1.6 MB in every kernel, which
-# only needs its connection-file helpers and message session.
+# only needs its connection-file helpers and message session. That session reads message
+# dates with dateutil's ISO parser alone; the package's ``__init__`` adds its free-form parser
+# and decimal (0.8 MB).
 _DEFERRED_INITS = {
+    "dateutil.parser": {"isoparse": "isoparser"},
     "jupyter_client": {
         "write_connection_file": "connect",
         "find_connection_file": "connect",
@@ -64,47 +68,67 @@ _HIDDEN_AT_START = ("debugpy", "colorama", "curses", "ctypes")
 _saved_env: list[dict[str, str | None]] = []
 
 
+class _Deferred(types.ModuleType):
+    """A package imported without its ``__init__``: asking it for a name it lacks runs it.
+
+    So do listing its names and reading its docstring; the package then becomes a plain module
+    again, exactly what a plain import makes it.
+    """
+
+    def __getattr__(self, attr: str) -> Any:
+        _run_init(self)
+        return getattr(self, attr)
+
+    def __dir__(self) -> list[str]:
+        _run_init(self)
+        return dir(self)
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        _run_init(self)
+        doc: str | None = self.__dict__.get("__doc__")
+        return doc
+
+
+# Re-entrant: one package's ``__init__`` may ask another deferred package for a name.
+_init_lock = threading.RLock()
+
+
+def _run_init(package: types.ModuleType) -> None:
+    with _init_lock:
+        if type(package) is not _Deferred:
+            return
+        package.__class__ = types.ModuleType  # type: ignore[assignment]
+        loader = package.__spec__.loader if package.__spec__ is not None else None
+        if loader is not None:
+            loader.exec_module(package)
+
+
 def defer_package_init(name: str, names: dict[str, str]) -> None:
     """Import package ``name`` without running its ``__init__`` until a name of it is needed.
 
     The package's submodules import as usual, and each attribute in ``names`` (attribute ->
-    submodule) is bound from its submodule at once. Asking the package for any other attribute
-    runs its ``__init__`` first (so does listing its names), so from then on it is exactly what
-    a plain import makes it.
+    submodule) is bound from its submodule at once; anything else asked of the package runs
+    its ``__init__`` first (see :class:`_Deferred`).
     """
     if name in sys.modules:
         return
     spec = importlib.util.find_spec(name)
-    loader = spec.loader if spec is not None else None
-    if spec is None or loader is None or spec.submodule_search_locations is None:
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
         return
     package = importlib.util.module_from_spec(spec)
-    lock = threading.Lock()
-
-    def run_init() -> None:
-        with lock:
-            if package.__dict__.pop("__getattr__", None) is not None:
-                package.__dict__.pop("__dir__", None)
-                loader.exec_module(package)
-
-    def load_then_get(attr: str) -> Any:
-        run_init()
-        return getattr(package, attr)
-
-    def load_then_list() -> list[str]:
-        run_init()
-        return dir(package)
-
-    package.__dict__["__getattr__"] = load_then_get
-    package.__dict__["__dir__"] = load_then_list
+    package.__class__ = _Deferred
     sys.modules[name] = package
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, package)
     try:
         for attr, submodule in names.items():
             value = getattr(importlib.import_module(f"{name}.{submodule}"), attr)
             package.__dict__[attr] = value
     except (ImportError, AttributeError):
         # Another release of the package: import it whole, as a plain import would.
-        run_init()
+        _run_init(package)
 
 
 def before_kernel() -> None:

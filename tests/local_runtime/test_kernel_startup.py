@@ -20,6 +20,7 @@ pytestmark = [
 LEFT_OUT = [
     "jupyter_client.manager",
     "jupyter_client.kernelspec",
+    "dateutil.parser._parser",
     "importlib.metadata",
     "colorama",
     "curses",
@@ -37,17 +38,18 @@ def sandbox(e2b_connection: dict[str, Any]) -> Iterator[Sandbox]:
         sbx.kill()
 
 
-def value(sandbox: Sandbox, code: str) -> Any:
+def printed(sandbox: Sandbox, code: str) -> Any:
+    """Run ``code`` and return the JSON it prints."""
     execution = sandbox.run_code(code)
     assert execution.error is None, execution.error
-    assert execution.text is not None
-    return json.loads(execution.text)
+    return json.loads("".join(execution.logs.stdout))
 
 
 def test_idle_kernel_leaves_unused_modules_out(sandbox: Sandbox) -> None:
-    assert value(sandbox, "1+1") == 2
-    loaded = value(
-        sandbox, f"import sys, json; json.dumps([m for m in {LEFT_OUT!r} if m in sys.modules])"
+    assert sandbox.run_code("1+1").text == "2"
+    loaded = printed(
+        sandbox,
+        f"import sys, json; print(json.dumps([m for m in {LEFT_OUT!r} if m in sys.modules]))",
     )
     assert loaded == []
 
@@ -56,14 +58,15 @@ def test_user_code_gets_the_whole_jupyter_client(sandbox: Sandbox) -> None:
     import jupyter_client
     from jupyter_client._version import __version__
 
-    got = value(
+    got = printed(
         sandbox,
         "import json, jupyter_client\n"
         "names = sorted(dir(jupyter_client))\n"
         "from jupyter_client import AsyncKernelManager\n"
-        "json.dumps([names, jupyter_client.KernelManager.__module__, AsyncKernelManager.__name__,"
-        " jupyter_client.__version__, hasattr(jupyter_client, 'no_such_name'),"
-        " sorted(dir(jupyter_client))])",
+        "print(json.dumps([names, jupyter_client.KernelManager.__module__,"
+        " AsyncKernelManager.__name__, jupyter_client.__version__,"
+        " hasattr(jupyter_client, 'no_such_name'),"
+        " sorted(dir(jupyter_client))]))",
     )
     assert got == [
         sorted(dir(jupyter_client)),
@@ -75,11 +78,30 @@ def test_user_code_gets_the_whole_jupyter_client(sandbox: Sandbox) -> None:
     ]
 
 
+def test_user_code_gets_the_whole_dateutil_parser(sandbox: Sandbox) -> None:
+    import dateutil.parser
+
+    got = printed(
+        sandbox,
+        "import json, dateutil.parser\n"
+        "doc, names = dateutil.parser.__doc__, sorted(dir(dateutil.parser))\n"
+        "from dateutil.parser import parse\n"
+        "print(json.dumps([doc, names, parse('2 Jan 2020 03:04').isoformat(),"
+        " dateutil.parser.isoparse('2020-01-02T03:04:05Z').isoformat()]))",
+    )
+    assert got == [
+        dateutil.parser.__doc__,
+        sorted(dir(dateutil.parser)),
+        "2020-01-02T03:04:00",
+        "2020-01-02T03:04:05+00:00",
+    ]
+
+
 def test_user_code_can_import_what_the_start_hid(sandbox: Sandbox) -> None:
-    got = value(
+    got = printed(
         sandbox,
         "import json, colorama, ctypes, curses, debugpy\n"
-        "json.dumps([m.__name__ for m in (colorama, ctypes, curses, debugpy)]"
-        " + [ctypes.sizeof(ctypes.c_int32)])",
+        "print(json.dumps([m.__name__ for m in (colorama, ctypes, curses, debugpy)]"
+        " + [ctypes.sizeof(ctypes.c_int32)]))",
     )
     assert got == ["colorama", "ctypes", "curses", "debugpy", 4]

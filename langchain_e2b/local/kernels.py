@@ -13,32 +13,43 @@ agent holds, so no other process can run code in it. A jail without its own netw
 ports could read a JavaScript context's output (a Jupyter output socket does not authenticate
 readers). Python and bash contexts use ``ipc://`` sockets in the agent's private directory and
 have no such gap.
+
+The agent speaks the Jupyter messaging protocol to its kernels itself (ZeroMQ sockets, HMAC-SHA256
+signed JSON frames) and launches them with ``subprocess`` as ``jupyter_client``'s kernel manager
+does (own session, ``JPY_PARENT_PID``, closed stdin): the agent needs a small part of
+``jupyter_client``, whose imports (traitlets, tornado, dateutil and its own modules) made up 7 MB
+of every sandbox's agent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import queue
 import re
 import resource
+import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import zmq
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
+import zmq.asyncio
 
 from langchain_e2b.local._common import deno_package_binary
 
@@ -307,8 +318,159 @@ def write_kernel_spec(run_dir: str, flavour: Flavour, deno: str | None) -> None:
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
 
 
+_DELIM = b"<IDS|MSG>"
+_PROTOCOL_VERSION = "5.4"
+_CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+
+
+def _parse_date(header: dict[str, Any]) -> None:
+    """Turn the header's ISO 8601 ``date`` into a datetime, as ``jupyter_client`` does."""
+    date = header.get("date")
+    if isinstance(date, str):
+        text = date[:-1] + "+00:00" if date.endswith("Z") else date
+        with contextlib.suppress(ValueError):
+            header["date"] = datetime.fromisoformat(text)
+
+
+class _Session:
+    """Signs, frames and checks Jupyter messages (``hmac-sha256``, JSON)."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.id = uuid.uuid4().hex
+
+    def _sign(self, parts: list[bytes]) -> bytes:
+        mac = hmac.new(self.key, digestmod=hashlib.sha256)
+        for part in parts:
+            mac.update(part)
+        return mac.hexdigest().encode()
+
+    def frames(self, msg_type: str, content: Mapping[str, Any]) -> tuple[str, list[bytes]]:
+        """A message's id and its wire frames."""
+        msg_id = uuid.uuid4().hex
+        header = {
+            "msg_id": msg_id,
+            "msg_type": msg_type,
+            "session": self.id,
+            "username": "e2b",
+            "date": datetime.now(timezone.utc).isoformat(),
+            "version": _PROTOCOL_VERSION,
+        }
+        parts = [json.dumps(header).encode(), b"{}", b"{}", json.dumps(content).encode()]
+        return msg_id, [_DELIM, self._sign(parts), *parts]
+
+    def message(self, frames: list[bytes]) -> dict[str, Any] | None:
+        """Decode received frames; None for a message whose signature does not match."""
+        try:
+            at = frames.index(_DELIM)
+        except ValueError:
+            return None
+        parts = frames[at + 2 : at + 6]
+        if len(parts) < 4 or not hmac.compare_digest(frames[at + 1], self._sign(parts)):
+            return None
+        header, parent, metadata, content = (_lenient_unpack(part) for part in parts)
+        if not isinstance(header, dict) or not isinstance(parent, dict):
+            return None
+        _parse_date(header)
+        _parse_date(parent)
+        return {
+            "header": header,
+            "parent_header": parent,
+            "metadata": metadata,
+            "content": content,
+            "msg_id": header.get("msg_id"),
+            "msg_type": header.get("msg_type"),
+            "buffers": frames[at + 6 :],
+        }
+
+
+class _Channels:
+    """The agent's sockets to one kernel: shell requests and replies, IOPub output."""
+
+    def __init__(self, session: _Session, addresses: Mapping[str, str]) -> None:
+        self.session = session
+        self._addresses = addresses
+        # One context (and its I/O thread) serves every kernel of the agent.
+        self._context = zmq.asyncio.Context.instance()
+        self.shell = self._context.socket(zmq.DEALER)
+        self.shell.setsockopt(zmq.LINGER, 0)
+        self.shell.connect(addresses["shell"])
+        self.iopub = self._context.socket(zmq.SUB)
+        self.iopub.setsockopt(zmq.LINGER, 0)
+        # Take only a few messages ahead of the HTTP client: output the client has not read
+        # yet waits in the kernel that produced it, not in this process.
+        self.iopub.setsockopt(zmq.RCVHWM, IOPUB_BACKLOG)
+        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.iopub.connect(addresses["iopub"])
+        self._control: zmq.asyncio.Socket | None = None
+
+    def send_shell(self, msg_type: str, content: Mapping[str, Any]) -> str:
+        """Queue a request on the shell channel; return its message id."""
+        msg_id, frames = self.session.frames(msg_type, content)
+        self.shell.send_multipart(frames)
+        return msg_id
+
+    def send_control(self, msg_type: str, content: Mapping[str, Any]) -> None:
+        """Send a request on the control channel (connected when first used)."""
+        if self._control is None:
+            self._control = self._context.socket(zmq.DEALER)
+            self._control.setsockopt(zmq.LINGER, 0)
+            self._control.connect(self._addresses["control"])
+        self._control.send_multipart(self.session.frames(msg_type, content)[1])
+
+    def execute(self, code: str, *, silent: bool = False) -> str:
+        """Queue ``code`` for execution (as ``jupyter_client``'s ``execute``); its message id."""
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": not silent,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": False,
+        }
+        return self.send_shell("execute_request", content)
+
+    @staticmethod
+    async def _get(sock: zmq.asyncio.Socket, session: _Session, timeout: float | None) -> Any:
+        while True:
+            # Poll first: a wait cancelled in the poll has taken no message.
+            if not await sock.poll(None if timeout is None else int(timeout * 1000)):
+                raise queue.Empty
+            message = session.message(await sock.recv_multipart())
+            if message is not None:
+                return message
+
+    async def get_iopub_msg(self, timeout: float | None = None) -> Any:
+        """The next IOPub message; ``queue.Empty`` after ``timeout`` seconds without one."""
+        return await self._get(self.iopub, self.session, timeout)
+
+    async def get_shell_msg(self, timeout: float | None = None) -> Any:
+        """The next shell reply; ``queue.Empty`` after ``timeout`` seconds without one."""
+        return await self._get(self.shell, self.session, timeout)
+
+    def close(self) -> None:
+        """Close every socket (pending waits end with an error)."""
+        for sock in (self.shell, self.iopub, self._control):
+            if sock is not None:
+                sock.close(linger=0)
+
+
+def _free_ports(count: int) -> list[int]:
+    # Bound together so they differ; the kernel binds them right after (as jupyter_client does).
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 class Kernel:
-    """One code context: a kernel process and the client that drives it."""
+    """One code context: a kernel process and the sockets that drive it."""
 
     def __init__(
         self, *, context_id: str, language: str, cwd: str, run_dir: str, deno: str | None = None
@@ -329,8 +491,9 @@ class Kernel:
         self.closed = False
         # A sentence to show at the start of the next execution (state lost while nobody watched).
         self.notice: str | None = None
-        self._km: AsyncKernelManager | None = None
-        self._kc: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._channels: _Channels | None = None
+        self._files: list[str] = []
         self._launches = 0
 
     def as_json(self) -> dict[str, str]:
@@ -339,30 +502,48 @@ class Kernel:
 
     @property
     def client(self) -> Any:
-        """The ``jupyter_client`` client of the running kernel."""
-        if self._kc is None:
+        """The channels of the running kernel (``get_iopub_msg``, ``get_shell_msg``)."""
+        if self._channels is None:
             raise RuntimeError("the kernel is not running")
-        return self._kc
+        return self._channels
 
     async def start(self, env: Mapping[str, str]) -> None:
         """Launch the kernel with environment ``env``; return once it can execute code."""
         async with self._life:
             await self._launch(env)
 
-    async def _launch(self, env: Mapping[str, str]) -> None:
-        self._launches += 1
-        stem = os.path.join(self._run_dir, f"{self.id[:8]}-{self._launches}")
-        spec_dir = os.path.join(self._run_dir, "kernels")
-        tcp = self.flavour.transport == "tcp"
-        km = AsyncKernelManager(
-            kernel_name=self.flavour.kernel_name,
-            kernel_spec_manager=KernelSpecManager(kernel_dirs=[spec_dir]),
+    def _connection(self, stem: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The connection file's content and the address of each channel."""
+        if self.flavour.transport == "tcp":
+            ip = "127.0.0.1"
+            ports = _free_ports(len(_CHANNELS))
+            addresses = {c: f"tcp://{ip}:{p}" for c, p in zip(_CHANNELS, ports, strict=True)}
+        else:
+            # ipc endpoints are files named "<ip>-<port>" (jupyter_client's convention).
+            ip = stem
+            ports = list(range(1, len(_CHANNELS) + 1))
+            addresses = {c: f"ipc://{ip}-{p}" for c, p in zip(_CHANNELS, ports, strict=True)}
+            self._files += [f"{ip}-{p}" for p in ports]
+        info: dict[str, Any] = {f"{c}_port": p for c, p in zip(_CHANNELS, ports, strict=True)}
+        info.update(
+            ip=ip,
             transport=self.flavour.transport,
-            ip="127.0.0.1" if tcp else stem,
-            connection_file=f"{stem}.json",
+            key=secrets.token_hex(32),
+            signature_scheme="hmac-sha256",
+            kernel_name=self.flavour.kernel_name,
         )
-        km.shutdown_wait_time = 2.0
-        self._km = km
+        return info, addresses
+
+    def _spawn(
+        self, env: Mapping[str, str], info: Mapping[str, Any], connection_file: str
+    ) -> subprocess.Popen[bytes]:
+        """Write the connection file and start the kernel process."""
+        spec_file = Path(self._run_dir, "kernels", self.flavour.kernel_name, "kernel.json")
+        spec = json.loads(spec_file.read_text())
+        self._files.append(connection_file)
+        fd = os.open(connection_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
         if self.flavour.kernel_name == _DENO_KERNEL_NAME:
             home = env.get("HOME") or self.cwd
             kernel_env = {
@@ -378,35 +559,75 @@ class Kernel:
             # Figures display inline, as in Jupyter, even when the sandbox's base environment
             # picks a headless backend for commands (ipykernel only fills in an unset variable).
             kernel_env = {**env, "MPLBACKEND": _INLINE_BACKEND}
-        await km.start_kernel(env=kernel_env, cwd=self.cwd, stdout=subprocess.DEVNULL)
-        kc = km.client()
-        kc.session.unpack = _lenient_unpack
-        # Take only a few messages ahead of the HTTP client: output the client has not read yet
-        # waits in the kernel that produced it, not in this process.
-        kc.context.setsockopt(zmq.RCVHWM, IOPUB_BACKLOG)
-        kc.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
-        self._kc = kc
+        # The kernel exits when the agent does (ipykernel watches this pid).
+        kernel_env["JPY_PARENT_PID"] = str(os.getpid())
+        argv = [connection_file if a == "{connection_file}" else a for a in spec["argv"]]
+        # Its own session (process group), so an interrupt or a kill reaches its children too.
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            cwd=self.cwd,
+            env=kernel_env,
+            start_new_session=True,
+        )
+
+    async def _launch(self, env: Mapping[str, str]) -> None:
+        self._launches += 1
+        stem = os.path.join(self._run_dir, f"{self.id[:8]}-{self._launches}")
+        info, addresses = self._connection(stem)
         try:
-            await kc.wait_for_ready(timeout=KERNEL_READY_TIMEOUT)
+            self._process = self._spawn(env, info, f"{stem}.json")
+            self._channels = _Channels(_Session(info["key"].encode()), addresses)
+            await self._wait_ready(KERNEL_READY_TIMEOUT)
         except BaseException:
             await self._kill()
             raise
 
+    async def _wait_ready(self, timeout: float) -> None:
+        """Return once the kernel answers a ``kernel_info_request``; then drop early output."""
+        channels = self.client
+        deadline = time.monotonic() + timeout
+        while True:
+            if not await self.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+            msg_id = channels.send_shell("kernel_info_request", {})
+            answered = False
+            with contextlib.suppress(queue.Empty):
+                while not answered:
+                    reply = await channels.get_shell_msg(timeout=min(1.0, left))
+                    answered = reply.get("parent_header", {}).get("msg_id") == msg_id
+            if answered:
+                break
+        # Output published before IOPub was connected is not for any execution.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                await channels.get_iopub_msg(timeout=0.2)
+
     async def _kill(self) -> None:
-        km, kc = self._km, self._kc
-        self._km = self._kc = None
-        if kc is not None:
-            kc.stop_channels()
-        if km is None:
-            return
-        provisioner = km.provisioner
-        pgid = getattr(provisioner, "pgid", None)
-        if pgid:
+        process, channels = self._process, self._channels
+        self._process = self._channels = None
+        if channels is not None:
+            channels.close()
+        if process is not None:
             # The kernel leads its own process group: take its children down with it.
             with contextlib.suppress(OSError):
-                os.killpg(pgid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            await km.shutdown_kernel(now=True)
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                process.kill()
+            for _ in range(200):  # up to 2 s to reap it
+                if process.poll() is not None:
+                    break
+                await asyncio.sleep(0.01)
+        for path in self._files:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self._files.clear()
+        # A closed channel's pending wait ends at the next loop turn; let it.
+        await asyncio.sleep(0)
 
     async def restart(self, env: Mapping[str, str]) -> None:
         """Kill the kernel and launch a new one (its state is lost), unless it was stopped."""
@@ -425,42 +646,40 @@ class Kernel:
 
     async def is_alive(self) -> bool:
         """Whether the kernel process is running."""
-        km = self._km
-        return km is not None and bool(await km.is_alive())
+        process = self._process
+        return process is not None and process.poll() is None
 
     def exit_status(self) -> int | None:
         """The kernel process's exit status (negative: the signal), or None while it runs."""
-        km = self._km
-        process = getattr(km.provisioner, "process", None) if km is not None else None
+        process = self._process
         return None if process is None else process.returncode
 
     async def interrupt(self) -> None:
         """Interrupt the running code (SIGINT, or an interrupt request for Deno)."""
-        km = self._km
-        if km is not None:
-            with contextlib.suppress(Exception):
-                await km.interrupt_kernel()
+        process, channels = self._process, self._channels
+        if process is None or channels is None:
+            return
+        if self.flavour.kernel_name == _DENO_KERNEL_NAME:
+            # SIGINT ends Deno's kernel; an interrupt request stops the running code.
+            with contextlib.suppress(zmq.ZMQError):
+                channels.send_control("interrupt_request", {})
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGINT)
 
     def send(self, code: str, *, silent: bool) -> str:
         """Queue code on the kernel's shell channel and return the request's message id."""
-        msg_id: str = self.client.execute(
-            code,
-            silent=silent,
-            store_history=not silent,
-            allow_stdin=False,
-            stop_on_error=False,
-        )
-        return msg_id
+        return str(self.client.execute(code, silent=silent))
 
     async def reply(self, msg_id: str, timeout: float) -> dict[str, Any] | None:
         """The shell reply to ``msg_id`` (its content), or None if none comes in ``timeout``."""
-        kc = self._kc
-        if kc is None:
+        channels = self._channels
+        if channels is None:
             return None
         deadline = time.monotonic() + timeout
         with contextlib.suppress(Exception):
             while (left := deadline - time.monotonic()) > 0:
-                msg = await kc.get_shell_msg(timeout=left)
+                msg = await channels.get_shell_msg(timeout=left)
                 if msg.get("parent_header", {}).get("msg_id") == msg_id:
                     content = msg.get("content")
                     return content if isinstance(content, dict) else None
@@ -468,12 +687,12 @@ class Kernel:
 
     async def drain_replies(self) -> None:
         """Discard shell replies nobody waits for (progress is followed on IOPub)."""
-        kc = self._kc
-        if kc is None:
+        channels = self._channels
+        if channels is None:
             return
         with contextlib.suppress(Exception):
             while True:
-                await kc.get_shell_msg(timeout=0)
+                await channels.get_shell_msg(timeout=0)
 
 
 async def next_message(

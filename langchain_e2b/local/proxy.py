@@ -1,11 +1,11 @@
 """The data plane: requests for a sandbox, routed by ``E2b-Sandbox-Id`` to its jailed agent.
 
 Requests go to the agent over its unix socket as plain HTTP/1.1 on asyncio streams, on
-connections kept open between requests (a pool per sandbox): a general HTTP client cost more
-per request than the rest of the hop (``run_code('1+1')`` through the gateway took 3.7 ms more
-than straight to the agent with httpx, see ``benchmarks/bench_runtime.py``). The agent is
-ours and speaks uvicorn's HTTP/1.1, so the client side needs only what uvicorn sends back:
-``content-length``, ``chunked`` or a body that ends with the connection.
+connections kept open between requests (a pool per sandbox, closed with it): a general HTTP
+client cost more per request than the rest of the hop. The agent is ours and speaks uvicorn's
+HTTP/1.1, so the client side needs only what uvicorn sends back: ``content-length``,
+``chunked`` or a body that ends with the connection. Lengths are read strictly (digits only), so
+even a misbehaving agent cannot make the gateway read without bound before it forwards.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import weakref
+import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -60,6 +60,8 @@ _READ_SIZE = 256 * 1024
 _STREAM_TYPE = _connect.STREAM_CONTENT_TYPE.encode()
 # Largest response head accepted from an agent.
 _MAX_HEAD = 64 * 1024
+_CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
 class _AgentGone(Exception):
@@ -87,7 +89,7 @@ class _Connection:
 
 
 class _Pool:
-    """Idle keep-alive connections to one sandbox's agent."""
+    """Idle keep-alive connections to one sandbox's agent (closed when the sandbox ends)."""
 
     def __init__(self, sandbox: Sandbox, path: str) -> None:
         self.sandbox = sandbox
@@ -128,23 +130,11 @@ class _Pool:
         self.idle.clear()
 
 
-# The pools of each supervisor (a process may run several runtimes, each on its own loop).
-_pools: weakref.WeakKeyDictionary[Supervisor, dict[str, _Pool]] = weakref.WeakKeyDictionary()
-
-
-def _pool(supervisor: Supervisor, sandbox: Sandbox) -> _Pool:
-    pools = _pools.setdefault(supervisor, {})
-    pool = pools.get(sandbox.sandbox_id)
-    if pool is not None and pool.sandbox is sandbox:
-        return pool
-    # A new sandbox: drop the pools of sandboxes that are gone (their agents closed the
-    # connections, which only need their descriptors released).
-    for sandbox_id, old in list(pools.items()):
-        if supervisor.sandboxes.get(sandbox_id) is not old.sandbox:
-            old.close()
-            del pools[sandbox_id]
-    pool = pools[sandbox.sandbox_id] = _Pool(sandbox, sandbox.socket_path)
-    return pool
+def _pool(sandbox: Sandbox) -> _Pool:
+    """The sandbox's pool; the supervisor closes it when the sandbox ends."""
+    if not isinstance(sandbox.connections, _Pool):
+        sandbox.connections = _Pool(sandbox, sandbox.socket_path)
+    return sandbox.connections
 
 
 async def handle(supervisor: Supervisor, scope: Scope, receive: Receive, send: Send) -> None:
@@ -177,7 +167,7 @@ async def handle(supervisor: Supervisor, scope: Scope, receive: Receive, send: S
         paused = f"The sandbox {sandbox.sandbox_id} is paused: connect to it to resume it"
         await send_json(send, 502, {"sandboxId": sandbox_id, "message": paused, "code": 502})
         return
-    await _forward(_pool(supervisor, sandbox), scope, receive, send)
+    await _forward(_pool(sandbox), scope, receive, send)
 
 
 def _request_head(scope: Scope, framing: bytes) -> bytes:
@@ -222,7 +212,8 @@ async def _forward(pool: _Pool, scope: Scope, receive: Receive, send: Send) -> N
     except OSError:
         await send_json(send, 502, gone)
         return
-    finished = False
+    finished = False  # the whole response was read from the agent
+    pooled = False
     disconnected = False
 
     async def watch_disconnect() -> None:
@@ -273,10 +264,11 @@ async def _forward(pool: _Pool, scope: Scope, receive: Receive, send: Send) -> N
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         if finished and head.keep_alive and head.framing != "close":
             pool.put(conn)
+            pooled = True
     finally:
         if watcher is not None:
             watcher.cancel()
-        if not finished:
+        if not pooled:
             conn.close()
 
 
@@ -323,21 +315,30 @@ async def _read_head(reader: asyncio.StreamReader, method: str) -> _Head:
     except (ValueError, IndexError) as exc:
         raise _AgentGone("the agent sent a malformed response") from exc
     head = _Head(status, [])
+    length: int | None = None
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
         value = value.strip()
         if name == b"transfer-encoding":
-            head.framing = "chunked" if value.lower() == b"chunked" else "close"
+            # Chunked is the last coding when present; anything else ends with the connection.
+            last = value.rsplit(b",", 1)[-1].strip().lower()
+            head.framing = "chunked" if last == b"chunked" else "close"
         elif name == b"connection":
             head.keep_alive = head.keep_alive and value.lower() != b"close"
+        elif name == b"content-length":
+            if not _CONTENT_LENGTH.fullmatch(value):
+                raise _AgentGone("the agent sent a malformed content-length")
+            length = int(value)
         else:
-            if name == b"content-length" and head.framing == "close":
-                try:
-                    head.framing, head.length = "length", int(value)
-                except ValueError as exc:
-                    raise _AgentGone("the agent sent a malformed content-length") from exc
             head.headers.append((name, value))
+    if head.framing == "close" and length is not None:
+        # A length is passed on only when it frames the body (never beside chunked framing,
+        # which the client gets re-framed).
+        head.framing, head.length = "length", length
+        head.headers.append((b"content-length", b"%d" % length))
+    if status in (204, 304):
+        head.headers = [(n, v) for n, v in head.headers if n != b"content-length"]
     if method == "HEAD" or status in (204, 304):
         head.framing = "none"
     return head
@@ -357,7 +358,10 @@ async def _read_body(reader: asyncio.StreamReader, head: _Head) -> AsyncIterator
         elif head.framing == "chunked":
             while True:
                 line = await reader.readuntil(b"\r\n")
-                size = int(line.split(b";", 1)[0].strip(), 16)
+                digits = line[:-2].split(b";", 1)[0].strip()
+                if not _CHUNK_SIZE.fullmatch(digits):
+                    raise _AgentGone("the agent sent a malformed chunk size")
+                size = int(digits, 16)
                 if size == 0:
                     while await reader.readuntil(b"\r\n") != b"\r\n":
                         pass  # trailers: none are passed on

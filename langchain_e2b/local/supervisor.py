@@ -73,6 +73,8 @@ class Sandbox:
     """When it was paused (its processes frozen, its lifetime clock stopped); None if running."""
     auto_pause: bool = False
     """Whether its timeout pauses it instead of killing it (the create request's ``autoPause``)."""
+    connections: Any = None
+    """The gateway's kept-open connections to its agent (``proxy``), closed when it ends."""
 
     @property
     def state(self) -> str:
@@ -207,13 +209,13 @@ class Supervisor:
                 if not self._closing:
                     log.exception("could not start a pooled sandbox")
                 return
-            await self._prewarm(sandbox)
-            if self._closing:
+            warmed = await self._prewarm(sandbox)
+            if self._closing or not warmed:
                 await self._destroy(sandbox)
                 return
             self._pool.append(sandbox)
 
-    async def _prewarm(self, sandbox: Sandbox) -> None:
+    async def _prewarm(self, sandbox: Sandbox) -> bool:
         """Pay a new kernel's first-execution costs before its sandbox goes into the pool.
 
         A fresh IPython kernel's first execution takes about 4 ms more CPU than later ones
@@ -222,8 +224,9 @@ class Supervisor:
         request leaves a trace the sandbox can observe: ``/_init`` setting a variable to the value
         it already has runs a silent execution in the kernel (no execution count, no history,
         no output), and an empty cell is not counted or stored by IPython. The empty cell's
-        answer also means the kernel has finished both. A failure here is not the sandbox's: it
-        is pooled as it is.
+        answer also means the kernel has finished both. A sandbox whose warm-up failed is not
+        pooled (a timed-out cell could have left its kernel restarted, which the first
+        ``run_code`` would report): the result says whether it may be.
         """
         layout = self._layout or jail.PythonLayout(binds=(), python=sys.executable, env={})
         unchanged = {_PREWARM_ENV: jail.user_env(layout)[_PREWARM_ENV]}
@@ -232,6 +235,8 @@ class Supervisor:
             await _agent_call(sandbox, "POST", "/execute", {"code": ""})
         except _AGENT_ERRORS as exc:
             log.warning("could not pre-warm pooled sandbox %s: %s", sandbox.sandbox_id, exc)
+            return False
+        return True
 
     async def _reap_expired(self) -> None:
         while True:
@@ -389,6 +394,8 @@ class Supervisor:
             await _reap(sandbox.proc, 2)
         jail.kill_tree(sandbox.proc)
         await _reap(sandbox.proc, 10)
+        if sandbox.connections is not None:
+            sandbox.connections.close()
         output = self._outputs.pop(sandbox.sandbox_id, None)
         if output is not None:
             output.close()

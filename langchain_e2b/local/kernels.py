@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import queue
 import re
@@ -52,6 +53,8 @@ import zmq
 import zmq.asyncio
 
 from langchain_e2b.local._common import deno_package_binary
+
+logger = logging.getLogger("langchain_e2b.local.kernels")
 
 # E2B's language names, as the SDK's ``RunCodeLanguage`` spells them.
 SUPPORTED_LANGUAGES = ("python", "javascript", "typescript", "bash")
@@ -368,7 +371,10 @@ class _Session:
         parts = frames[at + 2 : at + 6]
         if len(parts) < 4 or not hmac.compare_digest(frames[at + 1], self._sign(parts)):
             return None
-        header, parent, metadata, content = (_lenient_unpack(part) for part in parts)
+        try:
+            header, parent, metadata, content = (_lenient_unpack(part) for part in parts)
+        except ValueError:
+            return None  # signed but not JSON: dropped like a forged message
         if not isinstance(header, dict) or not isinstance(parent, dict):
             return None
         _parse_date(header)
@@ -384,6 +390,17 @@ class _Session:
         }
 
 
+def _observe(sent: Any) -> None:
+    """Log a failed send: ``zmq.asyncio`` reports it in the returned future, not by raising."""
+
+    def check(future: Any) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            logger.warning("a message to a kernel was not sent: %s", future.exception())
+
+    if hasattr(sent, "add_done_callback"):
+        sent.add_done_callback(check)
+
+
 class _Channels:
     """The agent's sockets to one kernel: shell requests and replies, IOPub output."""
 
@@ -393,21 +410,26 @@ class _Channels:
         # One context (and its I/O thread) serves every kernel of the agent.
         self._context = zmq.asyncio.Context.instance()
         self.shell = self._context.socket(zmq.DEALER)
-        self.shell.setsockopt(zmq.LINGER, 0)
-        self.shell.connect(addresses["shell"])
         self.iopub = self._context.socket(zmq.SUB)
-        self.iopub.setsockopt(zmq.LINGER, 0)
-        # Take only a few messages ahead of the HTTP client: output the client has not read
-        # yet waits in the kernel that produced it, not in this process.
-        self.iopub.setsockopt(zmq.RCVHWM, IOPUB_BACKLOG)
-        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.iopub.connect(addresses["iopub"])
         self._control: zmq.asyncio.Socket | None = None
+        try:
+            self.shell.setsockopt(zmq.LINGER, 0)
+            self.shell.connect(addresses["shell"])
+            self.iopub.setsockopt(zmq.LINGER, 0)
+            # Take only a few messages ahead of the HTTP client: output the client has not
+            # read yet waits in the kernel that produced it, not in this process.
+            self.iopub.setsockopt(zmq.RCVHWM, IOPUB_BACKLOG)
+            self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+            self.iopub.connect(addresses["iopub"])
+        except BaseException:
+            self.shell.close()
+            self.iopub.close()
+            raise
 
     def send_shell(self, msg_type: str, content: Mapping[str, Any]) -> str:
         """Queue a request on the shell channel; return its message id."""
         msg_id, frames = self.session.frames(msg_type, content)
-        self.shell.send_multipart(frames)
+        _observe(self.shell.send_multipart(frames))
         return msg_id
 
     def send_control(self, msg_type: str, content: Mapping[str, Any]) -> None:
@@ -416,7 +438,7 @@ class _Channels:
             self._control = self._context.socket(zmq.DEALER)
             self._control.setsockopt(zmq.LINGER, 0)
             self._control.connect(self._addresses["control"])
-        self._control.send_multipart(self.session.frames(msg_type, content)[1])
+        _observe(self._control.send_multipart(self.session.frames(msg_type, content)[1]))
 
     def execute(self, code: str, *, silent: bool = False) -> str:
         """Queue ``code`` for execution (as ``jupyter_client``'s ``execute``); its message id."""
@@ -432,9 +454,11 @@ class _Channels:
 
     @staticmethod
     async def _get(sock: zmq.asyncio.Socket, session: _Session, timeout: float | None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             # Poll first: a wait cancelled in the poll has taken no message.
-            if not await sock.poll(None if timeout is None else int(timeout * 1000)):
+            if not await sock.poll(None if left is None else int(left * 1000)):
                 raise queue.Empty
             message = session.message(await sock.recv_multipart())
             if message is not None:

@@ -412,16 +412,19 @@ def execution_timeout(sandbox: Any, limit: float) -> float:
     factor = _TIMEOUT_FACTORS.get(kind)
     if factor is None:
         # The SDK builds a new HTTP client each time ``_client`` is read: once per class.
-        factor = _TIMEOUT_FACTORS[kind] = _timeout_factor(sandbox)
+        client = getattr(sandbox, "_client", None)
+        if client is None:
+            return limit
+        factor = _TIMEOUT_FACTORS[kind] = _timeout_factor(client)
     return limit / factor
 
 
 _TIMEOUT_FACTORS: dict[type, float] = {}
 
 
-def _timeout_factor(sandbox: Any) -> float:
-    """How many times the sandbox's HTTP transport counts a request's timeout (1 for most)."""
-    transport = getattr(getattr(sandbox, "_client", None), "_transport", None)
+def _timeout_factor(client: Any) -> float:
+    """How many times an SDK HTTP client's transport counts a request's timeout (1 for most)."""
+    transport = getattr(client, "_transport", None)
     if transport is None or type(transport).__module__.split(".")[0] != "pyqwest":
         return 1.0
     try:

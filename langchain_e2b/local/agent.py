@@ -196,9 +196,10 @@ async def serve(config: Mapping[str, Any]) -> int:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=2,
-            # Only the gateway connects here, and its pool drops idle connections after httpx's
-            # 5 s. With the same 5 s here, a request sent just as the agent closed the
-            # connection was lost (a 502 for code that never ran): the client must give up first.
+            # Only the gateway connects here, and its pool drops idle connections after
+            # ``proxy.IDLE_EXPIRY``: the client must give up on a connection before the agent
+            # does, or a request sent just as the agent closed it is lost (a 502 for code that
+            # never ran).
             timeout_keep_alive=AGENT_KEEP_ALIVE,
         )
     )

@@ -44,9 +44,10 @@ STREAM_FLUSH_INTERVAL = 0.05
 # ipykernel takes from them at start and the submodule defining each. jupyter_client's
 # ``__init__`` imports its kernel manager, kernel specs and provisioners, and with them
 # importlib.metadata, email, zipfile and csv: 35 modules and 1.6 MB in every kernel, which
-# only needs its connection-file helpers and message session. That session reads message
-# dates with dateutil's ISO parser alone; the package's ``__init__`` adds its free-form parser
-# and decimal (0.8 MB).
+# only needs its connection-file helpers and message session. In recent releases that session
+# reads message dates with dateutil's ISO parser alone (older ones, 8.0 among them, use the
+# free-form parser, which then loads at start); the package's ``__init__`` adds its free-form
+# parser and decimal (0.8 MB).
 _DEFERRED_INITS = {
     "dateutil.parser": {"isoparse": "isoparser"},
     "jupyter_client": {

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.util import find_spec
@@ -390,15 +390,14 @@ class _Session:
         }
 
 
-def _observe(sent: Any) -> None:
+def _observe(sent: Awaitable[Any]) -> None:
     """Log a failed send: ``zmq.asyncio`` reports it in the returned future, not by raising."""
 
-    def check(future: Any) -> None:
+    def check(future: asyncio.Future[Any]) -> None:
         if not future.cancelled() and future.exception() is not None:
             logger.warning("a message to a kernel was not sent: %s", future.exception())
 
-    if hasattr(sent, "add_done_callback"):
-        sent.add_done_callback(check)
+    asyncio.ensure_future(sent).add_done_callback(check)  # already a future: returned as is
 
 
 class _Channels:

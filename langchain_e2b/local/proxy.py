@@ -344,16 +344,21 @@ async def _read_head(reader: asyncio.StreamReader, method: str) -> _Head:
     return head
 
 
+async def _read_exactly(reader: asyncio.StreamReader, size: int) -> AsyncIterator[bytes]:
+    """Yield ``size`` bytes as they arrive."""
+    while size:
+        data = await reader.read(min(size, _READ_SIZE))
+        if not data:
+            raise _AgentGone("the agent closed the connection mid-response")
+        size -= len(data)
+        yield data
+
+
 async def _read_body(reader: asyncio.StreamReader, head: _Head) -> AsyncIterator[bytes]:
     """Yield the response body as it arrives, without its chunked framing."""
     try:
         if head.framing == "length":
-            left = head.length
-            while left:
-                data = await reader.read(min(left, _READ_SIZE))
-                if not data:
-                    raise _AgentGone("the agent closed the connection mid-response")
-                left -= len(data)
+            async for data in _read_exactly(reader, head.length):
                 yield data
         elif head.framing == "chunked":
             while True:
@@ -366,11 +371,7 @@ async def _read_body(reader: asyncio.StreamReader, head: _Head) -> AsyncIterator
                     while await reader.readuntil(b"\r\n") != b"\r\n":
                         pass  # trailers: none are passed on
                     return
-                while size:
-                    data = await reader.read(min(size, _READ_SIZE))
-                    if not data:
-                        raise _AgentGone("the agent closed the connection mid-response")
-                    size -= len(data)
+                async for data in _read_exactly(reader, size):
                     yield data
                 if await reader.readexactly(2) != b"\r\n":
                     raise _AgentGone("the agent sent a malformed chunk")

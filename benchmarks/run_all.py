@@ -396,8 +396,13 @@ def bench_start(report: Report, runtime: LocalRuntime, warm_rounds: int, cold_ro
             why=(
                 f"Sandbox.create() took {create_ms:.1f} ms (median) and the first run_code "
                 f"{first_ms:.1f} ms; a second run_code on the same sandbox took {step_ms:.1f} ms, "
-                f"so the target leaves Sandbox.create() {10 - step_ms:.1f} ms for the SDK's own "
-                "work and the runtime's. The first run_code costs "
+                + (
+                    f"so the target leaves Sandbox.create() {10 - step_ms:.1f} ms for the SDK's "
+                    "own work and the runtime's. "
+                    if step_ms < 10
+                    else "more than the whole target, with nothing left for Sandbox.create(). "
+                )
+                + "The first run_code costs "
                 f"{first_ms - step_ms:.1f} ms more than the second: the gateway opens its first "
                 "connection to the sandbox's agent then (the pool already runs each kernel's "
                 "first execution before handing the sandbox out)."

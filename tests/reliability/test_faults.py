@@ -109,13 +109,20 @@ def test_client_disconnect_interrupts_the_kernel(
             "E2b-Sandbox-Port": "49999",
             "X-Access-Token": sandbox._envd_access_token or "",
         }
-        code = "import time\nfor step in range(6000):\n    time.sleep(0.01)"
+        code = (
+            "import time\nstep = -1\nprint('looping', flush=True)\n"
+            "for step in range(6000):\n    time.sleep(0.01)"
+        )
         with (
             httpx.Client(base_url=runtime.url, timeout=60) as client,
             client.stream("POST", "/execute", json={"code": code}, headers=headers) as response,
         ):
             assert response.status_code == 200
-            next(response.iter_lines())  # the execution has begun; now go away
+            # The cell is in its loop once its print arrives (the first line of the stream can
+            # come before the code starts); now go away.
+            for line in response.iter_lines():
+                if "looping" in line:
+                    break
         # The next execution waits for the interrupted one, then runs in the same kernel.
         execution = sandbox.run_code("print(state, step < 5999)")
         assert execution.error is None, execution.error
